@@ -1,0 +1,88 @@
+// Package broker holds rooms' ordered logs, the bus that delivers their events to every node, and the
+// small store of room records. Memory is the single-process implementation; a Redis one satisfies the same
+// Broker interface and the same contract tests.
+//
+// The broker knows nothing of room rules: events and room records are opaque bytes to it.
+//
+// Concurrency: every method is safe for concurrent use. A room's subscriber receives that room's events
+// one at a time, in offset order, without gaps.
+package broker
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors returned by brokers (wrapped; test with errors.Is).
+var (
+	// ErrHistoryGone means the asked position can no longer be served: the log was lost (another epoch) or
+	// the events after it were trimmed. The client must reload the room state.
+	ErrHistoryGone = errors.New("broker: history is gone")
+	// ErrNotFound means no room record exists under that name.
+	ErrNotFound = errors.New("broker: not found")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("broker: closed")
+)
+
+// Event is one logged event of a room: its offset and its encoded payload.
+type Event struct {
+	Offset uint64
+	Data   []byte
+}
+
+// Position is a point in a room's log.
+type Position struct {
+	Epoch  string
+	Offset uint64
+}
+
+// Handler receives one room's events. The broker calls it from one goroutine at a time per room, in offset
+// order; it must return quickly and must not call back into the broker for the same room.
+type Handler func(epoch string, ev Event)
+
+// HistoryOptions selects events for History.
+type HistoryOptions struct {
+	// Since, when set, asks for every event after Since (Limit is then a safety cap: more than Limit
+	// missed events is ErrHistoryGone).
+	Since *Position
+	// Limit bounds how many events are returned; 0 means the broker's history size.
+	Limit int
+	// Match, when set without Since, selects which events count towards Limit: History returns the
+	// newest Limit matching events (oldest first), scanning back at most the whole stored log.
+	Match func(data []byte) bool
+}
+
+// History is the result of a history query: the log's current position and the selected events, oldest
+// first.
+type History struct {
+	Top    Position
+	Events []Event
+}
+
+// Broker is a room log store and event bus.
+type Broker interface {
+	// Append adds a durable event to the room's log and delivers it to the room's subscribers. It returns
+	// the event's position. The log is created (with a new epoch) if it does not exist.
+	Append(ctx context.Context, room string, data []byte) (Position, error)
+	// History reads the room's log; see HistoryOptions.
+	History(ctx context.Context, room string, opts HistoryOptions) (History, error)
+	// Subscribe registers this node's handler for the room's events (one handler per room per node;
+	// subscribing again replaces it). Events appended after Subscribe returns reach h.
+	Subscribe(ctx context.Context, room string, h Handler) error
+	// Unsubscribe removes this node's handler for the room.
+	Unsubscribe(ctx context.Context, room string) error
+	// RemoveLog deletes the room's log; the next Append starts a new epoch.
+	RemoveLog(ctx context.Context, room string) error
+
+	// SaveRoom stores a room record, replacing any earlier one.
+	SaveRoom(ctx context.Context, name string, record []byte) error
+	// LoadRoom returns a room record or ErrNotFound.
+	LoadRoom(ctx context.Context, name string) ([]byte, error)
+	// ListRooms returns every room record by name.
+	ListRooms(ctx context.Context) (map[string][]byte, error)
+	// DeleteRoom removes a room record (no error if absent).
+	DeleteRoom(ctx context.Context, name string) error
+
+	// Close releases the broker's resources; further calls return ErrClosed.
+	Close() error
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/liveforum/liveforum/auth"
+	"github.com/liveforum/liveforum/protocol"
+)
+
+// config is every setting of `liveforum serve`. Each flag has an environment twin: -max-conns is
+// LIVEFORUM_MAX_CONNS; a flag given on the command line wins over its variable.
+type config struct {
+	Addr           string
+	Secret         string
+	AdminKey       string
+	AllowedOrigins string
+	PublicURL      string
+	Dev            bool
+	AutoCreate     bool
+	DefaultRoom    string
+	LogLevel       string
+
+	HistorySize     int
+	HistoryOnJoin   int
+	RoomEmptyTTL    time.Duration
+	LeaveGrace      time.Duration
+	MaxMembers      int
+	MaxChatChars    int
+	MaxMessageBytes int
+	MaxQueueBytes   int
+	MaxConns        int
+	MaxRoomsPerConn int
+	ChatRate        float64
+	ChatBurst       int
+	MsgRate         float64
+	MsgBurst        int
+	PingInterval    time.Duration
+	WriteTimeout    time.Duration
+	ShutdownTimeout time.Duration
+
+	// derived by validate
+	keys     *auth.Keyring
+	admin    auth.AdminKey
+	origins  []string
+	devMode  bool
+	logLevel slog.Level
+}
+
+func (c *config) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", ":8080", "listen address")
+	fs.StringVar(&c.Secret, "secret", "", `token signing keys: "secret" or "kid1:secret1,kid2:secret2" (first signs; all verify); empty: development mode with a generated key`)
+	fs.StringVar(&c.AdminKey, "admin-key", "", "bearer key of the admin API and /metrics (at least 16 bytes); generated in development mode")
+	fs.StringVar(&c.AllowedOrigins, "allowed-origins", "", `comma-separated browser origins allowed to open /ws ("*": any); empty: the same host only`)
+	fs.StringVar(&c.PublicURL, "public-url", "", "base URL of invite links (default: from each request's Host)")
+	fs.BoolVar(&c.Dev, "dev", false, "development mode even with a secret: anyone may create a room by joining it as a guest")
+	fs.BoolVar(&c.AutoCreate, "auto-create", true, "create a room on the first join of a token that names it")
+	fs.StringVar(&c.DefaultRoom, "default-room", "lobby", "room created at start in development mode, with a moderator link printed")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&c.HistorySize, "history-size", 10000, "events kept in each room's log (recovery window)")
+	fs.IntVar(&c.HistoryOnJoin, "history-on-join", 100, "recent chat messages sent to a new joiner")
+	fs.DurationVar(&c.RoomEmptyTTL, "room-empty-ttl", 10*time.Minute, "how long an empty room lives (rooms may set their own)")
+	fs.DurationVar(&c.LeaveGrace, "leave-grace", 5*time.Second, "how long a dropped member stays in the room, for a quiet reconnect")
+	fs.IntVar(&c.MaxMembers, "max-members", 10000, "default member limit of a room")
+	fs.IntVar(&c.MaxChatChars, "max-chat-chars", 2000, "longest chat message, in characters")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 64<<10, "largest client websocket message; bigger ones close the connection (1009)")
+	fs.IntVar(&c.MaxQueueBytes, "max-queue-bytes", 1<<20, "per-connection send queue; a client that lets it fill is disconnected as a slow consumer (4002)")
+	fs.IntVar(&c.MaxConns, "max-conns", 50000, "websocket connections on this node")
+	fs.IntVar(&c.MaxRoomsPerConn, "max-rooms-per-conn", 4, "rooms one connection may be in")
+	fs.Float64Var(&c.ChatRate, "chat-rate", 1, "chat messages per second per person (bots are exempt)")
+	fs.IntVar(&c.ChatBurst, "chat-burst", 5, "chat messages a person may send at once")
+	fs.Float64Var(&c.MsgRate, "msg-rate", 20, "client messages per second before a connection is closed as a flood (4003)")
+	fs.IntVar(&c.MsgBurst, "msg-burst", 60, "client messages allowed at once before the flood limit applies")
+	fs.DurationVar(&c.PingInterval, "ping-interval", 25*time.Second, "time between server pings")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of one socket write")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown waits for connections to close")
+}
+
+// envName is a flag's environment twin.
+func envName(flagName string) string {
+	return "LIVEFORUM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse reads flags, then fills every flag not given on the command line from its environment twin.
+func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// validate checks the settings and derives keys; with no secret it enters development mode.
+func (c *config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	if err := c.logLevel.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("log-level: %w", err))
+	}
+	if c.Secret == "" {
+		c.devMode = true
+		k := auth.GenerateKey()
+		c.keys, _ = auth.NewKeyring(k)
+	} else {
+		keys, err := auth.ParseKeys(c.Secret)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("secret: %w", err))
+		}
+		c.keys = keys
+	}
+	c.devMode = c.devMode || c.Dev
+	if c.AdminKey == "" {
+		check(c.Secret == "", "admin-key is required when a secret is set (LIVEFORUM_ADMIN_KEY)")
+		c.AdminKey = auth.GenerateAdminKey()
+	}
+	if ak, err := auth.NewAdminKey(c.AdminKey); err != nil {
+		errs = append(errs, fmt.Errorf("admin-key: %w", err))
+	} else {
+		c.admin = ak
+	}
+	for _, o := range strings.Split(c.AllowedOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			check(o == "*" || strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://"),
+				"allowed-origins: %q is not an origin like https://forum.example.org", o)
+			c.origins = append(c.origins, strings.TrimRight(o, "/"))
+		}
+	}
+	check(c.DefaultRoom == "" || protocol.ValidRoomName(c.DefaultRoom) == nil, "default-room: %q is not a valid room name", c.DefaultRoom)
+	check(c.HistorySize >= 10 && c.HistorySize <= 1_000_000, "history-size must be 10..1000000")
+	check(c.HistoryOnJoin >= 0 && c.HistoryOnJoin <= c.HistorySize, "history-on-join must be 0..history-size")
+	check(c.RoomEmptyTTL >= time.Second, "room-empty-ttl must be at least 1s")
+	check(c.LeaveGrace >= 0 && c.LeaveGrace <= time.Hour, "leave-grace must be 0..1h")
+	check(c.MaxMembers > 0, "max-members must be positive")
+	check(c.MaxChatChars > 0 && c.MaxChatChars <= 100_000, "max-chat-chars must be 1..100000")
+	check(c.MaxMessageBytes >= 1024 && c.MaxMessageBytes <= 16<<20, "max-message-bytes must be 1 KiB..16 MiB")
+	check(c.MaxQueueBytes >= 64<<10, "max-queue-bytes must be at least 64 KiB")
+	check(c.MaxConns > 0, "max-conns must be positive")
+	check(c.MaxRoomsPerConn > 0 && c.MaxRoomsPerConn <= 100, "max-rooms-per-conn must be 1..100")
+	check(c.ChatRate > 0 && c.ChatBurst > 0 && c.MsgRate > 0 && c.MsgBurst > 0, "rates and bursts must be positive")
+	check(c.PingInterval >= time.Second, "ping-interval must be at least 1s")
+	check(c.WriteTimeout >= time.Second, "write-timeout must be at least 1s")
+	return errors.Join(errs...)
+}
+
+func getenv(k string) string { return os.Getenv(k) }

@@ -1,0 +1,376 @@
+// Package rooms is the domain of liveforum: a room's state as a fold over the events of its ordered log,
+// its members and their roles, chat, moderation, and the node-local registry of rooms.
+//
+// Every durable change is appended to the room's log through the broker; each node applies the events it
+// receives from the broker, in offset order, to its copy of the room's state and fans them out to its
+// local members. Nothing here knows about HTTP, websockets or Redis: members are reached through a Sink.
+//
+// Concurrency: Registry, Room and Session methods are safe for concurrent use. A room's state is guarded
+// by its mutex; no lock is held while calling the broker, except the room's presence lock, which only
+// serialises that room's join and leave decisions with their appends.
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/liveforum/liveforum/broker"
+	"github.com/liveforum/liveforum/protocol"
+)
+
+// Config configures a Registry. Zero values take the documented defaults.
+type Config struct {
+	// HistoryOnJoin is how many recent chat messages a fresh join receives (default 100; negative: none).
+	HistoryOnJoin int
+	// MaxRecover is the most missed events a recovery replays before it reports the history gone
+	// (default 10000).
+	MaxRecover int
+	// EmptyTTL is how long a room lives with nobody in it (default 10 minutes).
+	EmptyTTL time.Duration
+	// LeaveGrace is how long a member whose connection dropped stays in the room before its leave is
+	// logged, so a quick reconnect is seamless (default 0: leave at once).
+	LeaveGrace time.Duration
+	// MaxMembers is the default member limit of a room (default 10000).
+	MaxMembers int
+	// MaxChatRunes bounds a chat message (default 2000 characters).
+	MaxChatRunes int
+	// SweepEvery is how often expiries and delayed leaves are checked (default 1 s).
+	SweepEvery time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives the registry's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.HistoryOnJoin == 0 {
+		c.HistoryOnJoin = 100
+	}
+	if c.MaxRecover <= 0 {
+		c.MaxRecover = 10000
+	}
+	if c.EmptyTTL <= 0 {
+		c.EmptyTTL = 10 * time.Minute
+	}
+	if c.MaxMembers <= 0 {
+		c.MaxMembers = 10000
+	}
+	if c.MaxChatRunes <= 0 {
+		c.MaxChatRunes = 2000
+	}
+	if c.SweepEvery <= 0 {
+		c.SweepEvery = time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Registry holds the rooms loaded on this node.
+type Registry struct {
+	b   broker.Broker
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	rooms  map[string]*Room
+	closed bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// NewRegistry returns a registry over the broker and starts its sweeper; Close stops it.
+func NewRegistry(b broker.Broker, cfg Config) *Registry {
+	cfg.defaults()
+	g := &Registry{b: b, cfg: cfg, log: cfg.Logger, rooms: map[string]*Room{}, stop: make(chan struct{})}
+	g.wg.Add(1)
+	go g.sweeper()
+	return g
+}
+
+// Close stops the sweeper and closes every loaded room's local sessions with the given close code.
+func (g *Registry) Close(code int, reason string) {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.closed = true
+	rooms := make([]*Room, 0, len(g.rooms))
+	for _, r := range g.rooms {
+		rooms = append(rooms, r)
+	}
+	g.mu.Unlock()
+	close(g.stop)
+	g.wg.Wait()
+	for _, r := range rooms {
+		r.mu.Lock()
+		for _, s := range r.sessions {
+			s.sink.Close(code, reason)
+		}
+		r.mu.Unlock()
+	}
+}
+
+func (g *Registry) sweeper() {
+	defer g.wg.Done()
+	t := time.NewTicker(g.cfg.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+			g.Sweep(context.Background())
+		}
+	}
+}
+
+// Sweep logs the leaves whose grace has passed and expires rooms that have been empty for their TTL. The
+// sweeper calls it periodically; tests call it after moving the clock.
+func (g *Registry) Sweep(ctx context.Context) {
+	g.mu.Lock()
+	rooms := make([]*Room, 0, len(g.rooms))
+	for _, r := range g.rooms {
+		if r.loaded() {
+			rooms = append(rooms, r)
+		}
+	}
+	g.mu.Unlock()
+	now := g.cfg.Now()
+	for _, r := range rooms {
+		r.sweepLeaves(ctx, now)
+		if r.expired(now) {
+			if err := g.remove(ctx, r, false); err != nil {
+				g.log.Warn("room expiry failed", "room", r.name, "err", err)
+			}
+		}
+	}
+}
+
+// Create stores a new room and loads it on this node.
+func (g *Registry) Create(ctx context.Context, s Settings) (protocol.RoomInfo, error) {
+	if s.Created.IsZero() {
+		s.Created = g.cfg.Now()
+	}
+	if err := s.Validate(); err != nil {
+		return protocol.RoomInfo{}, err
+	}
+	if _, err := g.b.LoadRoom(ctx, s.Name); err == nil {
+		return protocol.RoomInfo{}, fmt.Errorf("%w: %q", ErrExists, s.Name)
+	} else if !errors.Is(err, broker.ErrNotFound) {
+		return protocol.RoomInfo{}, err
+	}
+	if err := g.save(ctx, s); err != nil {
+		return protocol.RoomInfo{}, err
+	}
+	r, err := g.room(ctx, s.Name, nil)
+	if err != nil {
+		return protocol.RoomInfo{}, err
+	}
+	return r.Info(), nil
+}
+
+func (g *Registry) save(ctx context.Context, s Settings) error {
+	rec, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return g.b.SaveRoom(ctx, s.Name, rec)
+}
+
+// Status is a room as the admin API shows it.
+type Status struct {
+	Settings
+	Members  int    `json:"members"`
+	Local    int    `json:"local_connections"`
+	Epoch    string `json:"epoch,omitempty"`
+	Offset   uint64 `json:"offset"`
+	Loaded   bool   `json:"loaded"`
+	EmptyFor string `json:"empty_for,omitempty"`
+}
+
+// Get returns a room's status.
+func (g *Registry) Get(ctx context.Context, name string) (Status, error) {
+	if r := g.loadedRoom(name); r != nil {
+		return r.status(), nil
+	}
+	s, err := g.load(ctx, name)
+	if err != nil {
+		return Status{}, err
+	}
+	return Status{Settings: s}, nil
+}
+
+// List returns every room, by name.
+func (g *Registry) List(ctx context.Context) ([]Status, error) {
+	recs, err := g.b.ListRooms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Status, 0, len(recs))
+	for name, rec := range recs {
+		if r := g.loadedRoom(name); r != nil {
+			out = append(out, r.status())
+			continue
+		}
+		var s Settings
+		if json.Unmarshal(rec, &s) == nil {
+			out = append(out, Status{Settings: s})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// CloseRoom ends a room: its members are told (room.closed), disconnected, and its log and record removed.
+func (g *Registry) CloseRoom(ctx context.Context, name, reason string) error {
+	r, err := g.room(ctx, name, nil)
+	if err != nil {
+		return err
+	}
+	return g.remove(ctx, r, true, reason)
+}
+
+// remove closes a room (announce: with a room.closed event first) and forgets it. For an expiry it only
+// proceeds if the room is still empty.
+func (g *Registry) remove(ctx context.Context, r *Room, announce bool, reason ...string) error {
+	if announce {
+		why := ""
+		if len(reason) > 0 {
+			why = reason[0]
+		}
+		info := r.Info()
+		if _, err := r.append(ctx, protocol.Event{Kind: protocol.KindRoomClosed, Room: &info, Reason: why}); err != nil {
+			return err
+		}
+	}
+	g.mu.Lock()
+	r.mu.Lock()
+	if !announce && !r.emptyLocked() {
+		r.mu.Unlock()
+		g.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	for _, s := range r.sessions {
+		s.sink.Close(protocol.CloseRoomClosed, "room closed")
+	}
+	r.sessions = nil
+	r.local = map[string]*Session{}
+	r.mu.Unlock()
+	if g.rooms[r.name] == r {
+		delete(g.rooms, r.name)
+	}
+	g.mu.Unlock()
+	g.log.Info("room removed", "room", r.name, "closed", announce)
+	return errors.Join(g.b.Unsubscribe(ctx, r.name), g.b.RemoveLog(ctx, r.name), g.b.DeleteRoom(ctx, r.name))
+}
+
+func (g *Registry) loadedRoom(name string) *Room {
+	g.mu.Lock()
+	r := g.rooms[name]
+	g.mu.Unlock()
+	if r == nil || !r.loaded() {
+		return nil
+	}
+	return r
+}
+
+func (g *Registry) load(ctx context.Context, name string) (Settings, error) {
+	rec, err := g.b.LoadRoom(ctx, name)
+	if errors.Is(err, broker.ErrNotFound) {
+		return Settings{}, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if err != nil {
+		return Settings{}, err
+	}
+	var s Settings
+	if err := json.Unmarshal(rec, &s); err != nil {
+		return Settings{}, fmt.Errorf("rooms: bad record of room %q: %w", name, err)
+	}
+	return s, nil
+}
+
+// room returns the loaded room, loading it from its record if needed. When the room has no record and
+// create is not nil, the room is created with *create first.
+func (g *Registry) room(ctx context.Context, name string, create *Settings) (*Room, error) {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil, ErrRegistryClose
+	}
+	r := g.rooms[name]
+	if r == nil {
+		r = &Room{g: g, name: name, ready: make(chan struct{}), local: map[string]*Session{},
+			members: map[string]protocol.Member{}, leaving: map[string]time.Time{}}
+		g.rooms[name] = r
+		g.mu.Unlock()
+		r.loadErr = g.loadRoom(ctx, r, create)
+		if r.loadErr != nil {
+			g.mu.Lock()
+			if g.rooms[name] == r {
+				delete(g.rooms, name)
+			}
+			g.mu.Unlock()
+		}
+		close(r.ready)
+	} else {
+		g.mu.Unlock()
+	}
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if r.loadErr != nil {
+		return nil, r.loadErr
+	}
+	return r, nil
+}
+
+func (g *Registry) loadRoom(ctx context.Context, r *Room, create *Settings) error {
+	s, err := g.load(ctx, r.name)
+	if errors.Is(err, ErrNotFound) && create != nil {
+		s = *create
+		s.Name = r.name
+		if s.Created.IsZero() {
+			s.Created = g.cfg.Now()
+		}
+		if err = s.Validate(); err == nil {
+			err = g.save(ctx, s)
+		}
+		if err == nil {
+			g.log.Info("room created on first join", "room", r.name)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	r.settings = s
+	r.emptySince = g.cfg.Now()
+	if err := g.b.Subscribe(ctx, r.name, r.handle); err != nil {
+		return err
+	}
+	h, err := g.b.History(ctx, r.name, broker.HistoryOptions{Limit: 1})
+	if err != nil {
+		_ = g.b.Unsubscribe(ctx, r.name)
+		return err
+	}
+	r.mu.Lock()
+	if r.epoch == "" { // no event was delivered while loading
+		r.epoch, r.applied = h.Top.Epoch, h.Top.Offset
+	}
+	r.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,254 @@
+package rooms
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/liveforum/liveforum/broker"
+	"github.com/liveforum/liveforum/protocol"
+)
+
+// Sink is how a room reaches a local member's connection. Implemented by the server's connections.
+type Sink interface {
+	// Send queues an encoded frame and never blocks. It returns false when the frame was not queued: the
+	// sink is closed or has just overflowed (and is closing itself as a slow consumer).
+	Send(frame []byte) bool
+	// Close starts closing the connection with a protocol close code; it never blocks.
+	Close(code int, reason string)
+}
+
+// Room is a loaded room: its settings, its state folded from its log, and its local sessions.
+type Room struct {
+	g    *Registry
+	name string
+
+	ready   chan struct{} // closed when loading finished (loadErr tells how)
+	loadErr error
+
+	// presence serialises the decisions to log joins, leaves and removals with their appends, so that a
+	// member's join and leave events are never reordered. Never taken while mu is held.
+	presence sync.Mutex
+
+	mu         sync.Mutex
+	settings   Settings
+	epoch      string
+	applied    uint64                     // offset of the newest event folded in
+	members    map[string]protocol.Member // the fold: members by identity
+	local      map[string]*Session        // this node's live session of each identity
+	sessions   []*Session                 // this node's sessions, for fan-out
+	leaving    map[string]time.Time       // identity -> when its leave is logged (dropped connections)
+	emptySince time.Time
+	closed     bool
+}
+
+func (r *Room) loaded() bool {
+	select {
+	case <-r.ready:
+		return r.loadErr == nil
+	default:
+		return false
+	}
+}
+
+// Name returns the room's name.
+func (r *Room) Name() string { return r.name }
+
+// Info returns the room as clients see it.
+func (r *Room) Info() protocol.RoomInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.settings.Info()
+}
+
+func (r *Room) status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := Status{Settings: r.settings, Members: len(r.members), Local: len(r.sessions), Epoch: r.epoch,
+		Offset: r.applied, Loaded: true}
+	if r.emptyLocked() {
+		st.EmptyFor = r.g.cfg.Now().Sub(r.emptySince).Round(time.Second).String()
+	}
+	return st
+}
+
+func (r *Room) emptyLocked() bool { return len(r.members) == 0 && len(r.sessions) == 0 }
+
+func (r *Room) expired(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ttl := r.settings.EmptyTTL
+	if ttl <= 0 {
+		ttl = r.g.cfg.EmptyTTL
+	}
+	return !r.closed && r.emptyLocked() && now.Sub(r.emptySince) >= ttl
+}
+
+// append encodes and logs an event. The caller holds no lock but possibly r.presence.
+func (r *Room) append(ctx context.Context, ev protocol.Event) (broker.Position, error) {
+	if ev.Time == 0 {
+		ev.Time = r.g.cfg.Now().UnixMilli()
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return broker.Position{}, err
+	}
+	pos, err := r.g.b.Append(ctx, r.name, data)
+	if err != nil {
+		return pos, fmt.Errorf("rooms: append to %q: %w", r.name, err)
+	}
+	return pos, nil
+}
+
+var (
+	prefixChat     = []byte(`{"kind":"chat",`)
+	prefixPresence = []byte(`{"kind":"member.`)
+)
+
+// isChat reports whether an encoded event is a chat message; it relies on Kind being encoded first.
+func isChat(data []byte) bool { return bytes.HasPrefix(data, prefixChat) }
+
+// handle is the room's broker handler: it folds each event into the state and fans it out to the local
+// sessions. The broker calls it one event at a time, in offset order.
+func (r *Room) handle(epoch string, ev broker.Event) {
+	var e protocol.Event
+	chat := isChat(ev.Data)
+	if !chat {
+		if err := json.Unmarshal(ev.Data, &e); err != nil {
+			r.g.log.Error("undecodable event in log", "room", r.name, "offset", ev.Offset, "err", err)
+			return
+		}
+	}
+	presence := bytes.HasPrefix(ev.Data, prefixPresence)
+	frame := protocol.AppendEvent(make([]byte, 0, len(ev.Data)+len(r.name)+48), r.name, ev.Offset, ev.Data)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.epoch != epoch {
+		if r.epoch != "" {
+			// The log was lost and restarted: positions our members hold are meaningless now. Make them
+			// reconnect; their recovery will report the history gone and they reload.
+			r.g.log.Warn("room log epoch changed", "room", r.name, "old", r.epoch, "new", epoch)
+			for _, s := range r.sessions {
+				s.sink.Close(protocol.CloseShutdown, "room log restarted")
+			}
+			r.members = map[string]protocol.Member{}
+		}
+		r.epoch, r.applied = epoch, 0
+	}
+	if ev.Offset <= r.applied {
+		return
+	}
+	r.applied = ev.Offset
+	if !chat {
+		r.applyLocked(&e)
+	}
+	for _, s := range r.sessions {
+		if presence && !s.presence {
+			continue
+		}
+		if s.pending {
+			s.buffered = append(s.buffered, ev)
+			continue
+		}
+		s.sink.Send(frame)
+	}
+}
+
+// applyLocked folds a non-chat event into the state.
+func (r *Room) applyLocked(e *protocol.Event) {
+	switch e.Kind {
+	case protocol.KindMemberJoined:
+		if e.Member != nil {
+			r.members[e.Member.Identity] = *e.Member
+		}
+	case protocol.KindMemberLeft, protocol.KindMemberRemoved:
+		if e.Member == nil {
+			return
+		}
+		delete(r.members, e.Member.Identity)
+		if e.Kind == protocol.KindMemberRemoved {
+			if s := r.local[e.Member.Identity]; s != nil {
+				s.sink.Close(protocol.CloseRemoved, "removed by a moderator")
+				r.dropLocked(s)
+			}
+		}
+		if r.emptyLocked() {
+			r.emptySince = r.g.cfg.Now()
+		}
+	case protocol.KindRoomUpdated:
+		if e.Room != nil {
+			r.settings.Title, r.settings.Languages, r.settings.Guests = e.Room.Title, e.Room.Languages, e.Room.Guests
+			r.settings.MaxMembers = e.Room.MaxMembers
+		}
+	case protocol.KindRoomClosed:
+		r.closed = true
+		for _, s := range r.sessions {
+			s.sink.Close(protocol.CloseRoomClosed, "room closed")
+		}
+		r.sessions = nil
+		r.local = map[string]*Session{}
+	}
+}
+
+// dropLocked removes a session from the fan-out list and the identity index.
+func (r *Room) dropLocked(s *Session) {
+	for i, o := range r.sessions {
+		if o == s {
+			last := len(r.sessions) - 1
+			r.sessions[i] = r.sessions[last]
+			r.sessions[last] = nil
+			r.sessions = r.sessions[:last]
+			break
+		}
+	}
+	if r.local[s.member.Identity] == s {
+		delete(r.local, s.member.Identity)
+	}
+	s.gone = true
+}
+
+// sweepLeaves logs the leaves of members whose connection dropped more than the grace period ago and
+// who have not come back.
+func (r *Room) sweepLeaves(ctx context.Context, now time.Time) {
+	r.mu.Lock()
+	var due []string
+	for id, at := range r.leaving {
+		if !now.Before(at) {
+			due = append(due, id)
+		}
+	}
+	r.mu.Unlock()
+	for _, id := range due {
+		r.logLeave(ctx, id, now)
+	}
+}
+
+// logLeave appends the leave of identity if it is still due at now and the member has not come back.
+func (r *Room) logLeave(ctx context.Context, id string, now time.Time) {
+	r.presence.Lock()
+	defer r.presence.Unlock()
+	r.mu.Lock()
+	at, ok := r.leaving[id]
+	m, member := r.members[id]
+	if !ok || now.Before(at) || r.local[id] != nil {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.leaving, id)
+	r.mu.Unlock()
+	if !member {
+		return
+	}
+	if _, err := r.append(ctx, protocol.Event{Kind: protocol.KindMemberLeft, Member: &m}); err != nil {
+		r.g.log.Warn("could not log a leave; will retry", "room", r.name, "member", id, "err", err)
+		r.mu.Lock()
+		if _, again := r.leaving[id]; !again && r.local[id] == nil {
+			r.leaving[id] = now.Add(r.g.cfg.SweepEvery)
+		}
+		r.mu.Unlock()
+	}
+}

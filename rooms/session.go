@@ -1,0 +1,272 @@
+package rooms
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/liveforum/liveforum/broker"
+	"github.com/liveforum/liveforum/protocol"
+)
+
+// Actor is an authenticated member as the room sees it. The server derives it from the credentials.
+type Actor struct {
+	Member protocol.Member
+	// Guest is an anonymous participant: it may only enter rooms that exist and admit guests.
+	Guest bool
+	// Moderator may remove members.
+	Moderator bool
+	// Create, when not nil, creates the room with these settings if it does not exist (a valid token that
+	// names the room, or development mode).
+	Create *Settings
+}
+
+// JoinParams are the details of a join request.
+type JoinParams struct {
+	// ID is the request id, echoed in the reply.
+	ID uint64
+	// Since asks for recovery from a position.
+	Since *protocol.Position
+	// Presence: the session receives member events and the member list.
+	Presence bool
+}
+
+// Session is one local connection's membership in a room.
+type Session struct {
+	room     *Room
+	member   protocol.Member
+	actor    Actor
+	sink     Sink
+	presence bool
+
+	// guarded by room.mu
+	pending  bool           // joining: live events are buffered until the join reply is queued
+	buffered []broker.Event // events that arrived while pending
+	gone     bool           // removed from the room's session list
+}
+
+// Member returns who this session is.
+func (s *Session) Member() protocol.Member { return s.member }
+
+// RoomName returns the session's room.
+func (s *Session) RoomName() string { return s.room.name }
+
+// Join enters a room: it registers the session, logs the member's join (unless the member is already
+// present, as after a quick reconnect), and queues the join reply on the sink — the room state, and either
+// the recent chat history or, on recovery, every event missed since the given position — before any live
+// event. Live events with higher offsets follow on the sink.
+func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams, sink Sink) (*Session, error) {
+	r, err := g.room(ctx, name, a.Create)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{room: r, member: a.Member, actor: a, sink: sink, presence: p.Presence, pending: true}
+
+	r.presence.Lock()
+	r.mu.Lock()
+	switch {
+	case r.closed:
+		err = fmt.Errorf("%w: %q", ErrNotFound, name)
+	case a.Guest && !r.settings.Guests:
+		err = fmt.Errorf("%w: %q", ErrGuests, name)
+	}
+	maxMembers := r.settings.MaxMembers
+	if maxMembers <= 0 {
+		maxMembers = g.cfg.MaxMembers
+	}
+	_, present := r.members[a.Member.Identity]
+	if err == nil && !present && len(r.members) >= maxMembers && !a.Moderator {
+		err = fmt.Errorf("%w: %d members", ErrRoomFull, maxMembers)
+	}
+	if err != nil {
+		r.mu.Unlock()
+		r.presence.Unlock()
+		return nil, err
+	}
+	if old := r.local[a.Member.Identity]; old != nil {
+		old.sink.Close(protocol.CloseReplaced, "joined from another connection")
+		r.dropLocked(old)
+	}
+	delete(r.leaving, a.Member.Identity)
+	r.local[a.Member.Identity] = s
+	r.sessions = append(r.sessions, s)
+	needJoin := !present || r.members[a.Member.Identity] != a.Member
+	r.mu.Unlock()
+	if needJoin {
+		m := a.Member
+		if _, err := r.append(ctx, protocol.Event{Kind: protocol.KindMemberJoined, Member: &m}); err != nil {
+			r.presence.Unlock()
+			s.Leave(ctx, false)
+			return nil, err
+		}
+	}
+	r.presence.Unlock()
+
+	recovered := false
+	var hist broker.History
+	if p.Since != nil {
+		hist, err = g.b.History(ctx, name, broker.HistoryOptions{Since: &broker.Position{Epoch: p.Since.Epoch, Offset: p.Since.Offset}, Limit: g.cfg.MaxRecover})
+		recovered = err == nil
+		if errors.Is(err, broker.ErrHistoryGone) {
+			err = nil
+		}
+	}
+	if !recovered && err == nil && g.cfg.HistoryOnJoin > 0 {
+		hist, err = g.b.History(ctx, name, broker.HistoryOptions{Limit: g.cfg.HistoryOnJoin, Match: isChat})
+	}
+	if err != nil {
+		s.Leave(ctx, false)
+		return nil, err
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s.gone {
+		return nil, fmt.Errorf("%w: %q", ErrClosed, name)
+	}
+	reply := protocol.JoinReply{Room: r.settings.Info(), Self: s.member, Epoch: r.epoch, Offset: r.applied,
+		Recovered: recovered, MemberCount: len(r.members), Events: []protocol.HistoryEvent{}}
+	if hist.Top.Epoch != r.epoch {
+		// The log restarted between our reads: only the buffered events are certain.
+		hist.Events = nil
+		reply.Recovered = false
+	}
+	if s.presence {
+		reply.Members = make([]protocol.Member, 0, len(r.members))
+		for _, m := range r.members {
+			reply.Members = append(reply.Members, m)
+		}
+	}
+	var last uint64 // events up to here are in the reply or were seen by the client already
+	if reply.Recovered {
+		last = p.Since.Offset
+	}
+	for _, ev := range hist.Events {
+		if ev.Offset > r.applied {
+			break // not folded here yet: it will arrive live
+		}
+		if ev.Offset <= last || !s.presence && isPresence(ev.Data) {
+			continue
+		}
+		reply.Events = append(reply.Events, protocol.HistoryEvent{Offset: ev.Offset, Data: ev.Data})
+		last = ev.Offset
+	}
+	for _, ev := range s.buffered {
+		if ev.Offset > last && (reply.Recovered || isChat(ev.Data)) {
+			reply.Events = append(reply.Events, protocol.HistoryEvent{Offset: ev.Offset, Data: ev.Data})
+		}
+	}
+	s.buffered, s.pending = nil, false
+	frame, err := json.Marshal(reply)
+	if err != nil {
+		return nil, err
+	}
+	env := protocol.Marshal(protocol.TypeReply, p.ID, name, json.RawMessage(frame))
+	if !sink.Send(env) {
+		r.dropLocked(s)
+		return nil, fmt.Errorf("rooms: join reply not queued: connection closing")
+	}
+	return s, nil
+}
+
+func isPresence(data []byte) bool { return bytes.HasPrefix(data, prefixPresence) }
+
+// Leave takes the session out of the room. An explicit leave is logged at once; a dropped connection's
+// leave is logged after the registry's LeaveGrace unless the member comes back first.
+func (s *Session) Leave(ctx context.Context, explicit bool) {
+	r := s.room
+	r.mu.Lock()
+	if s.gone {
+		r.mu.Unlock()
+		return
+	}
+	current := r.local[s.member.Identity] == s
+	r.dropLocked(s)
+	if !current {
+		r.mu.Unlock()
+		return
+	}
+	now := r.g.cfg.Now()
+	if r.emptyLocked() {
+		r.emptySince = now
+	}
+	if !explicit && r.g.cfg.LeaveGrace > 0 {
+		r.leaving[s.member.Identity] = now.Add(r.g.cfg.LeaveGrace)
+		r.mu.Unlock()
+		return
+	}
+	r.leaving[s.member.Identity] = now
+	r.mu.Unlock()
+	r.logLeave(ctx, s.member.Identity, now)
+}
+
+// Chat validates and logs a chat message from the session's member; it returns the message's offset.
+func (s *Session) Chat(ctx context.Context, text, nonce string) (uint64, error) {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return 0, ErrEmptyText
+	}
+	if !utf8.ValidString(text) || utf8.RuneCountInString(text) > s.room.g.cfg.MaxChatRunes {
+		return 0, fmt.Errorf("%w: at most %d characters", ErrTooLong, s.room.g.cfg.MaxChatRunes)
+	}
+	text = strings.Map(dropControl, text)
+	if len(nonce) > protocol.MaxNonceLen {
+		return 0, fmt.Errorf("%w: nonce longer than %d bytes", ErrTooLong, protocol.MaxNonceLen)
+	}
+	if err := s.live(); err != nil {
+		return 0, err
+	}
+	m := s.member
+	pos, err := s.room.append(ctx, protocol.Event{Kind: protocol.KindChat, From: &m, Text: text, Nonce: nonce})
+	return pos.Offset, err
+}
+
+// dropControl removes control characters other than newline and tab.
+func dropControl(r rune) rune {
+	if r == '\n' || r == '\t' || !unicode.IsControl(r) {
+		return r
+	}
+	return -1
+}
+
+func (s *Session) live() error {
+	s.room.mu.Lock()
+	defer s.room.mu.Unlock()
+	if s.gone || s.room.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Remove removes a member from the room (moderators only): every connection of that member, on every
+// node, is closed with the "removed" close code.
+func (s *Session) Remove(ctx context.Context, identity, reason string) error {
+	if !s.actor.Moderator {
+		return ErrForbidden
+	}
+	if err := s.live(); err != nil {
+		return err
+	}
+	reason = strings.Map(dropControl, strings.TrimSpace(reason))
+	if utf8.RuneCountInString(reason) > protocol.MaxReasonRunes {
+		return fmt.Errorf("%w: reason longer than %d characters", ErrTooLong, protocol.MaxReasonRunes)
+	}
+	r := s.room
+	r.presence.Lock()
+	defer r.presence.Unlock()
+	r.mu.Lock()
+	m, ok := r.members[identity]
+	delete(r.leaving, identity)
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNoMember, identity)
+	}
+	by := s.member
+	_, err := r.append(ctx, protocol.Event{Kind: protocol.KindMemberRemoved, Member: &m, By: &by, Reason: reason})
+	return err
+}

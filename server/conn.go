@@ -1,0 +1,248 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/liveforum/liveforum/protocol"
+	"github.com/liveforum/liveforum/rooms"
+)
+
+// conn is one websocket connection: the handler goroutine reads, one writer goroutine writes, and rooms
+// queue frames with Send, which never blocks.
+type conn struct {
+	s   *Server
+	ws  *websocket.Conn
+	log *slog.Logger
+
+	mu      sync.Mutex
+	queue   [][]byte
+	queued  int // bytes in queue
+	closing bool
+	code    int
+	reason  string
+
+	wake      chan struct{} // a frame was queued or closing started
+	readDone  chan struct{} // the read loop has returned
+	writeDone chan struct{} // the write loop has returned
+
+	// owned by the read loop
+	who      *identity
+	sessions map[string]*rooms.Session
+	msgRate  *rate.Limiter
+	chatRate *rate.Limiter
+}
+
+var _ rooms.Sink = (*conn)(nil)
+
+// Send implements rooms.Sink: it queues a frame unless the connection is closing or its queue would pass
+// MaxQueueBytes, in which case the connection closes itself as a slow consumer.
+func (c *conn) Send(frame []byte) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if c.queued+len(frame) > c.s.cfg.MaxQueueBytes {
+		c.closing, c.code, c.reason = true, protocol.CloseSlowConsumer, "slow consumer"
+		c.mu.Unlock()
+		c.s.metrics.slowConsumers.Add(1)
+		c.signal()
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	c.mu.Unlock()
+	c.signal()
+	return true
+}
+
+// Close implements rooms.Sink: the writer flushes what is queued (unless the connection is a slow
+// consumer), sends a close frame with the code, and closes the socket.
+func (c *conn) Close(code int, reason string) {
+	c.mu.Lock()
+	if !c.closing {
+		c.closing, c.code, c.reason = true, code, reason
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop drains the queue, coalescing everything queued into one frame (messages separated by '\n'),
+// and owns the closing handshake.
+func (c *conn) writeLoop() {
+	defer close(c.writeDone)
+	ping := time.NewTicker(c.s.cfg.PingInterval)
+	defer ping.Stop()
+	var batch [][]byte
+	for {
+		select {
+		case <-c.wake:
+		case <-ping.C:
+			batch = append(batch, pingFrame)
+		}
+		c.mu.Lock()
+		batch = append(batch, c.queue...)
+		clear(c.queue)
+		c.queue = c.queue[:0]
+		c.queued = 0
+		closing, code, reason := c.closing, c.code, c.reason
+		c.mu.Unlock()
+
+		if len(batch) > 0 && !(closing && code == protocol.CloseSlowConsumer) {
+			if err := c.writeBatch(batch); err != nil {
+				c.log.Debug("write failed", "err", err)
+				closing, code = true, 0
+			}
+		}
+		clear(batch)
+		batch = batch[:0]
+		if closing {
+			c.finish(code, reason)
+			return
+		}
+	}
+}
+
+var pingFrame = []byte(`{"type":"ping"}`)
+
+// maxCoalesce bounds one coalesced frame, so that a reader's per-message buffer stays reasonable.
+const maxCoalesce = 256 << 10
+
+func (c *conn) writeBatch(batch [][]byte) error {
+	if err := c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	for len(batch) > 0 {
+		w, err := c.ws.NextWriter(websocket.TextMessage)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for i, msg := range batch {
+			if i > 0 {
+				if n+len(msg) > maxCoalesce {
+					break
+				}
+				if _, err := w.Write(newline); err != nil {
+					return err
+				}
+			}
+			if _, err := w.Write(msg); err != nil {
+				return err
+			}
+			n += len(msg) + 1
+			batch = batch[1:]
+			c.s.metrics.messagesOut.Add(1)
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		c.s.metrics.framesOut.Add(1)
+		c.s.metrics.bytesOut.Add(int64(n))
+	}
+	return nil
+}
+
+var newline = []byte{'\n'}
+
+// finish sends the close frame (code 0: the socket failed, send none), waits briefly for the reader to see
+// the client's answer, and closes the socket.
+func (c *conn) finish(code int, reason string) {
+	if code != 0 {
+		msg := websocket.FormatCloseMessage(code, reason)
+		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		t := time.NewTimer(2 * time.Second)
+		select {
+		case <-c.readDone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	_ = c.ws.Close()
+}
+
+// readLoop reads and handles client messages until the connection ends; it returns the close code and
+// reason to send (if the server is the one closing) and whether the client left on purpose.
+func (c *conn) readLoop(ctx context.Context) (code int, reason string, clientLeft bool) {
+	cfg := &c.s.cfg
+	c.ws.SetReadLimit(cfg.MaxMessageBytes)
+	_ = c.ws.SetReadDeadline(time.Now().Add(cfg.AuthTimeout))
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			return c.readError(err)
+		}
+		c.s.metrics.messagesIn.Add(1)
+		if !c.msgRate.Allow() {
+			c.s.metrics.rateLimited.Add(1)
+			return protocol.CloseRateLimited, "too many messages", false
+		}
+		if typ != websocket.TextMessage {
+			return protocol.CloseBadRequest, "binary frames are not part of the protocol", false
+		}
+		env, err := protocol.DecodeClient(data)
+		if err != nil {
+			c.log.Debug("malformed message", "err", err)
+			return protocol.CloseBadRequest, "malformed message", false
+		}
+		if c.who == nil && env.Type != protocol.TypeAuth {
+			return protocol.CloseUnauthorized, "authenticate first", false
+		}
+		if c.who != nil {
+			if c.who.expires.Before(c.s.now()) {
+				return protocol.CloseTokenExpired, "token expired", false
+			}
+			_ = c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongWait))
+		}
+		if code, reason := c.handle(ctx, env); code != 0 {
+			return code, reason, false
+		}
+	}
+}
+
+func (c *conn) readError(err error) (int, string, bool) {
+	var ce *websocket.CloseError
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		return protocol.CloseTooBig, "message too big", false
+	case errors.As(err, &ce):
+		return ce.Code, "", ce.Code == websocket.CloseNormalClosure
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		if c.who == nil {
+			return protocol.CloseAuthTimeout, "no auth message in time", false
+		}
+		return protocol.ClosePingTimeout, "no pong in time", false
+	}
+	return 0, "", false
+}
+
+// reply queues a reply to request id.
+func (c *conn) reply(id uint64, room string, v any) {
+	c.Send(protocol.Marshal(protocol.TypeReply, id, room, v))
+}
+
+// fail queues an error answer to request id.
+func (c *conn) fail(id uint64, room string, err error) {
+	code, msg := errorCode(err)
+	if code == protocol.CodeInternal || code == protocol.CodeUnavailable {
+		c.log.Warn("request failed", "room", room, "err", err)
+	}
+	c.Send(protocol.MarshalError(id, room, code, msg))
+}
