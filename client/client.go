@@ -134,6 +134,14 @@ type Client struct {
 	session string // token to present on reconnect
 	err     error
 	closed  bool
+	redials int
+}
+
+// Reconnects returns how many times the client has reconnected after a drop.
+func (c *Client) Reconnects() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.redials
 }
 
 // Dial connects and authenticates. Close releases the client.
@@ -452,6 +460,9 @@ func (c *Client) run(ws *websocket.Conn) {
 			c.log.Info("reconnect failed", "err", err)
 		}
 		backoff = c.opts.MinBackoff
+		c.mu.Lock()
+		c.redials++
+		c.mu.Unlock()
 		c.wg.Add(1)
 		go c.rejoin()
 	}

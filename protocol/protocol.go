@@ -292,7 +292,7 @@ func Marshal(typ string, id uint64, room string, v any) []byte {
 	}
 	buf := make([]byte, 0, len(data)+len(room)+48)
 	buf = append(buf, `{"type":`...)
-	buf = strconv.AppendQuote(buf, typ)
+	buf = appendString(buf, typ) // not strconv.Quote: its \x escapes are not JSON
 	if id != 0 {
 		buf = append(buf, `,"id":`...)
 		buf = strconv.AppendUint(buf, id, 10)
@@ -386,8 +386,15 @@ func decodeEventFast(msg []byte) (m ServerMessage, ok bool) {
 	}
 	rest := msg[len(eventPrefix):]
 	q := bytes.IndexByte(rest, '"')
-	if q <= 0 || bytes.IndexByte(rest[:q], '\\') >= 0 {
+	if q <= 0 {
 		return m, false
+	}
+	for _, c := range rest[:q] {
+		// Escapes, control characters (invalid in JSON) and non-ASCII (maybe invalid UTF-8, which
+		// encoding/json replaces) are left to encoding/json.
+		if c == '\\' || c < 0x20 || c >= 0x80 {
+			return m, false
+		}
 	}
 	room := rest[:q]
 	rest = rest[q+1:]
@@ -404,6 +411,9 @@ func decodeEventFast(msg []byte) (m ServerMessage, ok bool) {
 		}
 		off = off*10 + uint64(rest[n]-'0')
 		n++
+	}
+	if n > 1 && rest[0] == '0' {
+		return m, false // a leading zero is not JSON
 	}
 	rest = rest[n:]
 	const dataKey = `,"data":`

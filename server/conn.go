@@ -188,7 +188,7 @@ func (c *conn) readLoop(ctx context.Context) (code int, reason string, clientLef
 			return c.readError(err)
 		}
 		c.s.metrics.messagesIn.Add(1)
-		if !c.msgRate.Allow() {
+		if (c.who == nil || !c.who.role.RateExempt()) && !c.msgRate.Allow() {
 			c.s.metrics.rateLimited.Add(1)
 			return protocol.CloseRateLimited, "too many messages", false
 		}
