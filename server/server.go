@@ -156,6 +156,7 @@ func (s *Server) Handler(extra func(chi.Router)) http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(s.requireAdmin)
 		r.Get("/metrics", s.serveMetrics)
+		r.Mount("/debug", middleware.Profiler()) // pprof, for operators holding the admin key
 	})
 	r.Route("/api", func(r chi.Router) {
 		r.Use(middleware.Timeout(15 * time.Second))
@@ -220,10 +221,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.writeLoop()
 		return
 	}
-	defer s.untrack(c)
 	s.metrics.connsTotal.Add(1)
+	// The connection gets goroutines of its own and this handler returns, so that net/http releases
+	// what it holds for the request (its buffered reader and response writer, a grown stack).
 	go c.writeLoop()
-	code, reason, left := c.readLoop(s.ctx)
+	go c.serve()
+}
+
+// serve runs the read loop, then cleans up: leaves the rooms and waits for the writer.
+func (c *conn) serve() {
+	defer c.s.untrack(c)
+	code, reason, left := c.readLoop(c.s.ctx)
 	close(c.readDone)
 	c.Close(code, reason)
 	for _, sess := range c.sessions {
