@@ -41,6 +41,11 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// EventBuffer is the capacity of the events channel (default 1024).
 	EventBuffer int
+	// OnEvent, when set, receives the events instead of the Events channel (which then only closes when
+	// the client ends). It is called from the client's read goroutine, one event at a time, and must
+	// return quickly; the client reads nothing more until it does. Load tools and bots use it to save a
+	// channel hand-off per event.
+	OnEvent func(Event)
 	// Logger receives the client's logs (default: discard).
 	Logger *slog.Logger
 }
@@ -364,6 +369,22 @@ func (c *Client) Send(ctx context.Context, typ, room string, data any) (json.Raw
 }
 
 func (c *Client) request(ctx context.Context, typ, room string, data any, join string) (json.RawMessage, error) {
+	p, err := c.send(typ, room, data, join)
+	if err != nil {
+		return nil, err
+	}
+	return p.wait(ctx)
+}
+
+// Pending is a request that was sent and whose answer has not been awaited yet.
+type Pending struct {
+	c  *Client
+	id uint64
+	ch chan result
+}
+
+// send writes a request without waiting for its answer.
+func (c *Client) send(typ, room string, data any, join string) (*Pending, error) {
 	ch := make(chan result, 1)
 	c.mu.Lock()
 	if c.closed || c.err != nil {
@@ -394,15 +415,37 @@ func (c *Client) request(ctx context.Context, typ, room string, data any, join s
 		c.forget(id)
 		return nil, fmt.Errorf("%w: %v", ErrDisconnected, err)
 	}
+	return &Pending{c: c, id: id, ch: ch}, nil
+}
+
+func (p *Pending) wait(ctx context.Context) (json.RawMessage, error) {
 	select {
-	case r := <-ch:
+	case r := <-p.ch:
 		return r.data, r.err
 	case <-ctx.Done():
-		c.forget(id)
+		p.c.forget(p.id)
 		return nil, ctx.Err()
-	case <-c.done:
+	case <-p.c.done:
 		return nil, ErrDisconnected
 	}
+}
+
+// ChatAsync sends a chat message without waiting for the server's answer; Offset waits for it. Messages
+// sent one after another from one goroutine are logged in that order. Load tools use it to send at a
+// fixed rate whatever the server's answer time.
+func (c *Client) ChatAsync(room, text, nonce string) (*Pending, error) {
+	return c.send(protocol.TypeChat, room, protocol.ChatSend{Text: text, Nonce: nonce}, "")
+}
+
+// Offset waits for the answer to a chat message sent with ChatAsync and returns its offset.
+func (p *Pending) Offset(ctx context.Context) (uint64, error) {
+	data, err := p.wait(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var sent protocol.ChatSent
+	err = json.Unmarshal(data, &sent)
+	return sent.Offset, err
 }
 
 func (c *Client) forget(id uint64) {
@@ -628,6 +671,10 @@ func lastOffset(evs []protocol.HistoryEvent) uint64 {
 }
 
 func (c *Client) deliver(ev Event) error {
+	if c.opts.OnEvent != nil {
+		c.opts.OnEvent(ev)
+		return nil
+	}
 	select {
 	case c.events <- ev:
 		return nil

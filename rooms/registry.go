@@ -40,6 +40,10 @@ type Config struct {
 	MaxMembers int
 	// MaxChatRunes bounds a chat message (default 2000 characters).
 	MaxChatRunes int
+	// FanoutDelay batches a busy room's events: after an event goes out, the events of the next
+	// FanoutDelay are sent together, one frame per member, which saves a socket write per member per
+	// event. The first event after a quiet spell goes out at once. 0 sends every event at once.
+	FanoutDelay time.Duration
 	// SweepEvery is how often expiries and delayed leaves are checked (default 1 s).
 	SweepEvery time.Duration
 	// Now is the clock (default time.Now).
@@ -115,6 +119,7 @@ func (g *Registry) Close(code int, reason string) {
 	g.wg.Wait()
 	for _, r := range rooms {
 		r.mu.Lock()
+		r.flushLocked()
 		for _, s := range r.sessions {
 			s.sink.Close(code, reason)
 		}
@@ -263,6 +268,7 @@ func (g *Registry) remove(ctx context.Context, r *Room, announce bool, reason ..
 		return nil
 	}
 	r.closed = true
+	r.flushLocked()
 	for _, s := range r.sessions {
 		s.sink.Close(protocol.CloseRoomClosed, "room closed")
 	}
@@ -362,15 +368,28 @@ func (g *Registry) loadRoom(ctx context.Context, r *Room, create *Settings) erro
 	if err := g.b.Subscribe(ctx, r.name, r.handle); err != nil {
 		return err
 	}
-	h, err := g.b.History(ctx, r.name, broker.HistoryOptions{Limit: 1})
+	// The recent chat of a room whose log already exists (loaded again, or on another node).
+	h, err := g.b.History(ctx, r.name, broker.HistoryOptions{Limit: max(g.cfg.HistoryOnJoin, 1), Match: isChat})
 	if err != nil {
 		_ = g.b.Unsubscribe(ctx, r.name)
 		return err
 	}
 	r.mu.Lock()
-	if r.epoch == "" { // no event was delivered while loading
+	defer r.mu.Unlock()
+	switch {
+	case r.epoch == "": // no event was delivered while loading
 		r.epoch, r.applied = h.Top.Epoch, h.Top.Offset
+		if g.cfg.HistoryOnJoin > 0 {
+			r.recent = h.Events
+		}
+	case r.epoch == h.Top.Epoch && g.cfg.HistoryOnJoin > 0:
+		var older []broker.Event
+		for _, ev := range h.Events {
+			if len(r.recent) == 0 || ev.Offset < r.recent[0].Offset {
+				older = append(older, ev)
+			}
+		}
+		r.recent = append(older, r.recent...)
 	}
-	r.mu.Unlock()
 	return nil
 }

@@ -43,6 +43,11 @@ type Room struct {
 	leaving    map[string]time.Time       // identity -> when its leave is logged (dropped connections)
 	emptySince time.Time
 	closed     bool
+	recent     []broker.Event // the newest chat events (HistoryOnJoin of them, up to twice that stored)
+
+	batch      []batched   // events applied but not yet sent to the live sessions
+	lastFlush  time.Time   // when the last batch went out
+	flushTimer *time.Timer // pending flush of batch, if any
 }
 
 func (r *Room) loaded() bool {
@@ -136,6 +141,7 @@ func (r *Room) handle(epoch string, ev broker.Event) {
 				s.sink.Close(protocol.CloseShutdown, "room log restarted")
 			}
 			r.members = map[string]protocol.Member{}
+			r.recent, r.batch = nil, r.batch[:0]
 		}
 		r.epoch, r.applied = epoch, 0
 	}
@@ -143,19 +149,141 @@ func (r *Room) handle(epoch string, ev broker.Event) {
 		return
 	}
 	r.applied = ev.Offset
+	if chat {
+		r.remember(ev)
+	}
+	for _, s := range r.sessions {
+		if s.pending && (s.presence || !presence) {
+			s.buffered = append(s.buffered, ev)
+		}
+	}
+	r.batch = append(r.batch, batched{offset: ev.Offset, frame: frame, presence: presence})
+	switch {
+	case !chat && (e.Kind == protocol.KindRoomClosed || e.Kind == protocol.KindMemberRemoved):
+		r.flushLocked() // its members must get the event before their connections close
+	case r.g.cfg.FanoutDelay <= 0:
+		r.flushLocked()
+	case r.flushTimer == nil:
+		if wait := r.g.cfg.FanoutDelay - time.Since(r.lastFlush); wait <= 0 {
+			r.flushLocked() // the first event after a quiet spell goes out at once
+		} else {
+			r.flushTimer = time.AfterFunc(wait, r.flushByTimer)
+		}
+	}
 	if !chat {
 		r.applyLocked(&e)
 	}
-	for _, s := range r.sessions {
-		if presence && !s.presence {
-			continue
-		}
-		if s.pending {
-			s.buffered = append(s.buffered, ev)
-			continue
-		}
-		s.sink.Send(frame)
+}
+
+// batched is an event waiting in the room's fan-out batch.
+type batched struct {
+	offset   uint64
+	frame    []byte
+	presence bool // a member.* event
+}
+
+// remember keeps a chat event in the recent-history window that fresh joiners receive.
+func (r *Room) remember(ev broker.Event) {
+	n := r.g.cfg.HistoryOnJoin
+	if n <= 0 {
+		return
 	}
+	if len(r.recent) >= 2*n {
+		r.recent = append(r.recent[:0], r.recent[len(r.recent)-n+1:]...)
+	}
+	r.recent = append(r.recent, ev)
+}
+
+// recentLocked returns the recent-history window.
+func (r *Room) recentLocked() []broker.Event {
+	if n := r.g.cfg.HistoryOnJoin; len(r.recent) > n {
+		return r.recent[len(r.recent)-n:]
+	}
+	return r.recent
+}
+
+func (r *Room) flushByTimer() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushTimer = nil
+	r.flushLocked()
+}
+
+// flushLocked sends the batched events to the live sessions: one frame per session holding every event
+// of the batch it should get (messages joined by '\n'), so a batch costs each connection one queue entry
+// and one socket write however many events it holds.
+func (r *Room) flushLocked() {
+	if r.flushTimer != nil {
+		r.flushTimer.Stop()
+		r.flushTimer = nil
+	}
+	if len(r.batch) == 0 {
+		return
+	}
+	r.lastFlush = time.Now()
+	first, last := r.batch[0].offset, r.batch[len(r.batch)-1].offset
+	var all, quiet []byte
+	built := false
+	for _, s := range r.sessions {
+		switch {
+		case s.pending || s.liveAfter >= last:
+			continue // it has these events in its join reply
+		case s.liveAfter >= first: // went live in the middle of this batch
+			for _, b := range r.batch {
+				if b.offset > s.liveAfter && (s.presence || !b.presence) {
+					s.sink.Send(b.frame)
+				}
+			}
+			continue
+		}
+		if !built {
+			all, quiet = joinBatch(r.batch)
+			built = true
+		}
+		if f := quiet; s.presence {
+			s.sink.Send(all)
+		} else if len(f) > 0 {
+			s.sink.Send(f)
+		}
+	}
+	clear(r.batch)
+	r.batch = r.batch[:0]
+}
+
+// joinBatch concatenates a batch's frames: all of them, and those without member events.
+func joinBatch(batch []batched) (all, quiet []byte) {
+	if len(batch) == 1 {
+		if batch[0].presence {
+			return batch[0].frame, nil
+		}
+		return batch[0].frame, batch[0].frame
+	}
+	n := 0
+	for _, b := range batch {
+		n += len(b.frame) + 1
+	}
+	all = make([]byte, 0, n)
+	hasPresence := false
+	for _, b := range batch {
+		if len(all) > 0 {
+			all = append(all, '\n')
+		}
+		all = append(all, b.frame...)
+		hasPresence = hasPresence || b.presence
+	}
+	if !hasPresence {
+		return all, all
+	}
+	for _, b := range batch {
+		if b.presence {
+			continue
+		}
+		if len(quiet) > 0 {
+			quiet = append(quiet, '\n')
+		}
+		quiet = append(quiet, b.frame...)
+	}
+	return all, quiet
 }
 
 // applyLocked folds a non-chat event into the state.
@@ -186,6 +314,7 @@ func (r *Room) applyLocked(e *protocol.Event) {
 		}
 	case protocol.KindRoomClosed:
 		r.closed = true
+		r.recent = nil
 		for _, s := range r.sessions {
 			s.sink.Close(protocol.CloseRoomClosed, "room closed")
 		}

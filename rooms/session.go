@@ -45,9 +45,10 @@ type Session struct {
 	presence bool
 
 	// guarded by room.mu
-	pending  bool           // joining: live events are buffered until the join reply is queued
-	buffered []broker.Event // events that arrived while pending
-	gone     bool           // removed from the room's session list
+	pending   bool           // joining: live events are buffered until the join reply is queued
+	buffered  []broker.Event // events that arrived while pending
+	liveAfter uint64         // the join reply covered events up to this offset
+	gone      bool           // removed from the room's session list
 }
 
 // Member returns who this session is.
@@ -116,9 +117,6 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 			err = nil
 		}
 	}
-	if !recovered && err == nil && g.cfg.HistoryOnJoin > 0 {
-		hist, err = g.b.History(ctx, name, broker.HistoryOptions{Limit: g.cfg.HistoryOnJoin, Match: isChat})
-	}
 	if err != nil {
 		s.Leave(ctx, false)
 		return nil, err
@@ -142,6 +140,10 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 			reply.Members = append(reply.Members, m)
 		}
 	}
+	if !reply.Recovered {
+		// A fresh join takes the recent chat from the room's state, which is exactly as of r.applied.
+		hist.Events = r.recentLocked()
+	}
 	var last uint64 // events up to here are in the reply or were seen by the client already
 	if reply.Recovered {
 		last = p.Since.Offset
@@ -156,12 +158,14 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 		reply.Events = append(reply.Events, protocol.HistoryEvent{Offset: ev.Offset, Data: ev.Data})
 		last = ev.Offset
 	}
-	for _, ev := range s.buffered {
-		if ev.Offset > last && (reply.Recovered || isChat(ev.Data)) {
-			reply.Events = append(reply.Events, protocol.HistoryEvent{Offset: ev.Offset, Data: ev.Data})
+	if reply.Recovered {
+		for _, ev := range s.buffered {
+			if ev.Offset > last {
+				reply.Events = append(reply.Events, protocol.HistoryEvent{Offset: ev.Offset, Data: ev.Data})
+			}
 		}
 	}
-	s.buffered, s.pending = nil, false
+	s.buffered, s.pending, s.liveAfter = nil, false, r.applied
 	frame, err := json.Marshal(reply)
 	if err != nil {
 		return nil, err

@@ -86,15 +86,9 @@ func (c *conn) signal() {
 // and owns the closing handshake.
 func (c *conn) writeLoop() {
 	defer close(c.writeDone)
-	ping := time.NewTicker(c.s.cfg.PingInterval)
-	defer ping.Stop()
 	var batch [][]byte
 	for {
-		select {
-		case <-c.wake:
-		case <-ping.C:
-			batch = append(batch, pingFrame)
-		}
+		<-c.wake
 		c.mu.Lock()
 		batch = append(batch, c.queue...)
 		clear(c.queue)
@@ -118,6 +112,7 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// pingFrame is queued to every connection each PingInterval by the server's pinger.
 var pingFrame = []byte(`{"type":"ping"}`)
 
 // maxCoalesce bounds one coalesced frame, so that a reader's per-message buffer stays reasonable.

@@ -123,8 +123,9 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	stopping bool
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // connections
 	nconns   atomic.Int64
+	pinger   sync.WaitGroup
 }
 
 // New returns a server over the registry and broker. The caller closes the registry after Shutdown.
@@ -141,7 +142,36 @@ func New(cfg Config, reg *rooms.Registry, b broker.Broker) (*Server, error) {
 		WriteBufferPool:  &sync.Pool{},
 		CheckOrigin:      s.checkOrigin,
 	}
+	s.pinger.Add(1)
+	go s.pingLoop()
 	return s, nil
+}
+
+// pingLoop queues a ping to every connection each PingInterval: one timer for the node rather than one
+// per connection. Clients answer with pong; a connection that sends nothing for PingInterval + PongWait
+// times out in its read loop.
+func (s *Server) pingLoop() {
+	defer s.pinger.Done()
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
+	var conns []*conn
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, c := range conns {
+			c.Send(pingFrame)
+		}
+		clear(conns)
+		conns = conns[:0]
+	}
 }
 
 func (s *Server) now() time.Time { return s.cfg.Now() }
@@ -280,7 +310,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
-	defer s.cancel()
+	defer func() {
+		s.cancel()
+		s.pinger.Wait()
+	}()
 	select {
 	case <-done:
 		return nil

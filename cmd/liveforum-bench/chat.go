@@ -303,11 +303,13 @@ func (b *chatBench) connectSubscribers(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		s := newSubscriber(nil, b.hdr, per)
+		opts.OnEvent = s.handle // on the client's read goroutine: no channel hand-off per event
 		c, err := dial(ctx, opts)
 		if err != nil {
 			return fmt.Errorf("subscriber %d: %w", i, err)
 		}
-		s := newSubscriber(c, b.hdr, per)
+		s.c = c
 		b.subs[i] = s // closeAll reads it after forEach returned
 		b.consumers.Go(s.consume)
 		if err := b.join(ctx, c); err != nil {

@@ -33,10 +33,12 @@ func (p *publisher) drain() {
 	close(p.drained)
 }
 
-// run sends the publisher's messages, each one after the server answered the previous one. With a rate,
-// the i-th message of publisher p is due at start + (i·publishers + p)/rate: computed from the start rather
-// than from the last send, so that a late send does not shift every later one and the publishers
-// interleave evenly.
+// run sends the publisher's messages. Without a rate, each message is sent after the server answered
+// the previous one (closed loop). With a rate the load is open-loop, as a crowd of people is: the i-th
+// message of publisher p is due at start + (i·publishers + p)/rate, computed from the start so that a
+// late send does not shift every later one, and it is sent at that time whether or not earlier answers
+// have come back (at most maxInFlight unanswered). Its header carries the due time, so that a late send
+// counts in the latency instead of hiding it (no coordinated omission).
 func (p *publisher) run(ctx context.Context, b *chatBench, start time.Time) {
 	pad := make([]byte, b.cfg.size)
 	for i := range pad {
@@ -49,11 +51,42 @@ func (p *publisher) run(ctx context.Context, b *chatBench, start time.Time) {
 		timer.Stop() // armed by Reset before each wait
 		defer timer.Stop()
 	}
+	type inFlight struct {
+		pend *client.Pending
+		due  time.Time
+	}
+	const maxInFlight = 256
+	acks := make(chan inFlight, maxInFlight)
+	acked := make(chan struct{})
+	var ackErr error // the collector's, read after acked is closed
+	go func() {      // collects the answers of an open-loop run, in order
+		defer close(acked)
+		for f := range acks {
+			if _, err := f.pend.Offset(ctx); err != nil {
+				if ctx.Err() == nil && ackErr == nil {
+					ackErr = p.why(err)
+				}
+				continue
+			}
+			p.last = time.Now()
+			p.acks.record(p.last.Sub(f.due))
+			p.sent.Add(1)
+		}
+	}()
+	defer func() {
+		close(acks)
+		<-acked
+		if p.err == nil {
+			p.err = ackErr
+		}
+	}()
 	n := len(b.pubs)
 	for i := range p.count {
+		now := time.Now()
+		due := now
 		if b.cfg.rate > 0 {
-			due := start.Add(time.Duration(float64(i*n+p.idx) / b.cfg.rate * float64(time.Second)))
-			if d := time.Until(due); d > 0 {
+			due = start.Add(time.Duration(float64(i*n+p.idx) / b.cfg.rate * float64(time.Second)))
+			if d := due.Sub(now); d > 0 {
 				timer.Reset(d)
 				select {
 				case <-ctx.Done():
@@ -62,22 +95,32 @@ func (p *publisher) run(ctx context.Context, b *chatBench, start time.Time) {
 				}
 			}
 		}
-		now := time.Now()
 		if i == 0 {
-			p.first = now
+			p.first = due
 		}
-		buf = appendHeader(buf[:0], b.hdr, p.idx, i, now.UnixNano())
+		buf = appendHeader(buf[:0], b.hdr, p.idx, i, due.UnixNano())
 		if len(buf) < len(pad) {
 			buf = append(buf, pad[len(buf):]...)
 		}
-		if _, err := p.c.Chat(ctx, b.cfg.room, string(buf), ""); err != nil {
+		pend, err := p.c.ChatAsync(b.cfg.room, string(buf), "")
+		if err != nil {
+			if ctx.Err() == nil {
+				p.err = p.why(err)
+			}
+			return
+		}
+		if b.cfg.rate > 0 {
+			acks <- inFlight{pend, due}
+			continue
+		}
+		if _, err := pend.Offset(ctx); err != nil { // closed loop: wait for this answer
 			if ctx.Err() == nil {
 				p.err = p.why(err)
 			}
 			return
 		}
 		p.last = time.Now()
-		p.acks.record(p.last.Sub(now))
+		p.acks.record(p.last.Sub(due))
 		p.sent.Add(1)
 	}
 }

@@ -36,10 +36,10 @@ func newSubscriber(c *client.Client, hdr []byte, per []int) *subscriber {
 	return &subscriber{c: c, hdr: hdr, per: per, pubs: make([]seqTrack, len(per))}
 }
 
-// consume reads the client's events until the client ends.
+// consume waits until the client ends (its events go to handle, on the client's read goroutine).
 func (s *subscriber) consume() {
 	for ev := range s.c.Events() {
-		s.handle(&ev)
+		s.handle(ev)
 	}
 	s.err = s.c.Err() // nil after our own Close
 	s.ended.Store(true)
@@ -54,7 +54,7 @@ var (
 // server encodes Kind first) and the message header is at the start of the "text" value, where no escape
 // can occur since the bench writes only letters, digits and ':'. A "text" key cannot appear earlier by
 // accident, as quotes inside string values are escaped.
-func (s *subscriber) handle(ev *client.Event) {
+func (s *subscriber) handle(ev client.Event) {
 	if ev.Reset != nil {
 		s.resets++
 		return

@@ -62,7 +62,7 @@ func TestHandle(t *testing.T) {
 		ev(7, "rdeadbeefp0:0:1:"), // another run
 		{Offset: 8, Data: []byte(`{"kind":"member.joined","time":1}`)},
 	} {
-		s.handle(e)
+		s.handle(*e)
 	}
 	if s.count.Load() != 4 || s.dups != 1 || s.late != 0 || s.foreign != 3 || s.offsetErrors != 1 {
 		t.Errorf("count %d dups %d late %d foreign %d offset errors %d", s.count.Load(), s.dups, s.late, s.foreign, s.offsetErrors)

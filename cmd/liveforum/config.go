@@ -40,6 +40,7 @@ type config struct {
 	ChatBurst       int
 	MsgRate         float64
 	MsgBurst        int
+	FanoutDelay     time.Duration
 	PingInterval    time.Duration
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
@@ -76,6 +77,7 @@ func (c *config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ChatBurst, "chat-burst", 5, "chat messages a person may send at once")
 	fs.Float64Var(&c.MsgRate, "msg-rate", 20, "client messages per second before a connection is closed as a flood (4003)")
 	fs.IntVar(&c.MsgBurst, "msg-burst", 60, "client messages allowed at once before the flood limit applies")
+	fs.DurationVar(&c.FanoutDelay, "fanout-delay", 10*time.Millisecond, "in a busy room, send the events of this long together, one frame per member (0: every event at once)")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 25*time.Second, "time between server pings")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of one socket write")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown waits for connections to close")
@@ -158,6 +160,7 @@ func (c *config) validate() error {
 	check(c.MaxConns > 0, "max-conns must be positive")
 	check(c.MaxRoomsPerConn > 0 && c.MaxRoomsPerConn <= 100, "max-rooms-per-conn must be 1..100")
 	check(c.ChatRate > 0 && c.ChatBurst > 0 && c.MsgRate > 0 && c.MsgBurst > 0, "rates and bursts must be positive")
+	check(c.FanoutDelay >= 0 && c.FanoutDelay <= time.Second, "fanout-delay must be 0..1s")
 	check(c.PingInterval >= time.Second, "ping-interval must be at least 1s")
 	check(c.WriteTimeout >= time.Second, "write-timeout must be at least 1s")
 	return errors.Join(errs...)

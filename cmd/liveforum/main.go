@@ -72,7 +72,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 	defer b.Close()
 	reg := rooms.NewRegistry(b, rooms.Config{
 		HistoryOnJoin: cfg.HistoryOnJoin, EmptyTTL: cfg.RoomEmptyTTL, LeaveGrace: cfg.LeaveGrace,
-		MaxMembers: cfg.MaxMembers, MaxChatRunes: cfg.MaxChatChars, Logger: log,
+		MaxMembers: cfg.MaxMembers, MaxChatRunes: cfg.MaxChatChars, FanoutDelay: cfg.FanoutDelay, Logger: log,
 	})
 	srv, err := server.New(server.Config{
 		Keys: cfg.keys, AdminKey: cfg.admin, AllowedOrigins: cfg.origins, DevMode: cfg.devMode,
@@ -88,6 +88,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		_ = srv.Shutdown(ctx)
 		reg.Close(1001, "")
 		return err
 	}
@@ -111,6 +112,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
+		_ = srv.Shutdown(context.Background())
 		reg.Close(1001, "")
 		return err
 	}
