@@ -375,3 +375,33 @@ func TestSlowConsumerIsDisconnectedOthersKeepReceiving(t *testing.T) {
 		t.Fatalf("slow consumers: %d", ts.srv.metrics.slowConsumers.Load())
 	}
 }
+
+// A client that answers pings stays; one that goes silent is closed with the ping-timeout code.
+func TestPingKeepsAliveAndSilenceTimesOut(t *testing.T) {
+	ts := newTestServer(t, func(c *Config, _ *rooms.Config) {
+		c.PingInterval, c.PongWait = 100*time.Millisecond, 150*time.Millisecond
+	})
+	good := ts.dial(client.Options{Token: ts.token("r", "alive", "Alive", auth.RoleParticipant)})
+	join(t, good, "r")
+
+	silent := ts.raw(t, nil)
+	silent.send(`{"type":"auth","id":1,"data":{"token":"` + ts.token("r", "silent", "Silent", auth.RoleParticipant) + `"}}`)
+	if m := silent.next(); m.Type != protocol.TypeReply {
+		t.Fatalf("auth: %s", m.Data)
+	}
+	if m := silent.next(); m.Type != protocol.TypePing {
+		t.Fatalf("expected a ping, got %s", m.Type)
+	}
+	start := time.Now()
+	if code := silent.closeCode(); code != protocol.ClosePingTimeout {
+		t.Fatalf("close code %d", code)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Fatalf("timeout took %v", waited)
+	}
+	// Several ping periods later the answering client is still connected and usable.
+	chat(t, good, "r", "still alive")
+	if _, ev := nextChat(t, good); ev.Text != "still alive" || good.Reconnects() != 0 {
+		t.Fatalf("got %q after %d reconnects", ev.Text, good.Reconnects())
+	}
+}
