@@ -421,7 +421,7 @@ func decodeEventFast(msg []byte) (m ServerMessage, ok bool) {
 		return m, false
 	}
 	data := rest[len(dataKey) : len(rest)-1]
-	if len(data) < 2 || data[0] != '{' || !json.Valid(data) {
+	if len(data) < 2 || data[0] != '{' || !validJSON(data) {
 		return m, false
 	}
 	return ServerMessage{Type: TypeEvent, Room: string(room), Offset: off, Data: data}, true
