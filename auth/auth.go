@@ -48,6 +48,9 @@ type Claims struct {
 	// Invite marks an invite link: anyone who holds it may join Room with Role under a name they choose,
 	// and gets an identity of their own. Identity and Name are then empty.
 	Invite bool
+	// Session marks a session token: the server minted it for a guest or the holder of an invite link,
+	// and renews it each time it is used, so that a returning participant keeps their identity.
+	Session bool
 }
 
 // Validate checks the field rules documented on Claims. Errors wrap ErrInvalid.
@@ -178,11 +181,12 @@ func GenerateKey() Key {
 // tokenClaims is the JWT body: registered claims plus liveforum's own.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Room   string `json:"room"`
-	Name   string `json:"name"`
-	Role   Role   `json:"role"`
-	Lang   string `json:"lang,omitempty"`
-	Invite bool   `json:"inv,omitempty"`
+	Room    string `json:"room"`
+	Name    string `json:"name"`
+	Role    Role   `json:"role"`
+	Lang    string `json:"lang,omitempty"`
+	Invite  bool   `json:"inv,omitempty"`
+	Session bool   `json:"ses,omitempty"`
 }
 
 // Sign validates c and returns it as a JWT signed with the ring's current key. Times are kept to the second.
@@ -193,6 +197,7 @@ func (k *Keyring) Sign(c Claims) (string, error) {
 	tc := tokenClaims{
 		RegisteredClaims: jwt.RegisteredClaims{Subject: c.Identity, ExpiresAt: jwt.NewNumericDate(c.Expires)},
 		Room:             c.Room, Name: c.Name, Role: c.Role, Lang: c.Lang, Invite: c.Invite,
+		Session: c.Session,
 	}
 	if !c.IssuedAt.IsZero() {
 		tc.IssuedAt = jwt.NewNumericDate(c.IssuedAt)
@@ -233,6 +238,7 @@ func (k *Keyring) Verify(token string, now time.Time) (Claims, error) {
 	}
 	c := Claims{
 		Room: tc.Room, Identity: tc.Subject, Name: tc.Name, Role: tc.Role, Lang: tc.Lang, Invite: tc.Invite,
+		Session: tc.Session,
 		Expires: tc.ExpiresAt.UTC(), // WithExpirationRequired guarantees ExpiresAt
 	}
 	if tc.IssuedAt != nil {

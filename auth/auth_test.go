@@ -511,3 +511,34 @@ func TestBearerToken(t *testing.T) {
 		}
 	}
 }
+
+func TestInviteAndSessionClaimsRoundTrip(t *testing.T) {
+	k, err := NewKeyring(GenerateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	inv := Claims{Room: "assembly", Role: RoleSpeaker, Invite: true, Expires: now.Add(time.Hour)}
+	tok, err := k.Sign(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := k.Verify(tok, now)
+	if err != nil || !got.Invite || got.Session || got.Role != RoleSpeaker || got.Identity != "" {
+		t.Fatalf("invite: %+v, %v", got, err)
+	}
+	if _, err := k.Sign(Claims{Room: "a", Identity: "x", Name: "X", Role: RoleGuest, Invite: true, Expires: now.Add(time.Hour)}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("an invite naming an identity was signed: %v", err)
+	}
+	if _, err := k.Sign(Claims{Room: "a", Role: RoleGuest, Expires: now.Add(time.Hour)}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a non-invite without identity was signed: %v", err)
+	}
+	ses := Claims{Room: "*", Identity: "guest-1", Name: "Ana", Role: RoleGuest, Session: true, Expires: now.Add(time.Hour)}
+	tok, err = k.Sign(ses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := k.Verify(tok, now); err != nil || !got.Session || got.Invite || got.Identity != "guest-1" {
+		t.Fatalf("session: %+v, %v", got, err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/liveforum/liveforum/auth"
 	"github.com/liveforum/liveforum/protocol"
 	"github.com/liveforum/liveforum/rooms"
 )
@@ -199,7 +200,7 @@ func (c *conn) readLoop(ctx context.Context) (code int, reason string, clientLef
 			return protocol.CloseUnauthorized, "authenticate first", false
 		}
 		if c.who != nil {
-			if c.who.expires.Before(c.s.now()) {
+			if c.who.expires.Add(auth.Leeway).Before(c.s.now()) {
 				return protocol.CloseTokenExpired, "token expired", false
 			}
 			_ = c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongWait))

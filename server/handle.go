@@ -105,6 +105,9 @@ func (c *conn) handleAuth(env protocol.Envelope) (int, string) {
 	who, session, err := c.s.authenticate(req)
 	if err != nil {
 		c.fail(env.ID, "", err)
+		if errors.Is(err, errBadName) || errors.Is(err, errBadLang) {
+			return 0, "" // the person can correct it and try again
+		}
 		if errors.Is(err, auth.ErrExpired) {
 			return protocol.CloseTokenExpired, "token expired"
 		}
@@ -119,21 +122,28 @@ func (c *conn) handleAuth(env protocol.Envelope) (int, string) {
 }
 
 // authenticate turns an auth request into an identity, and for guests and invitees a session token that
-// keeps their identity across reconnects.
+// keeps their identity across reconnects (renewed each time it is presented).
 func (s *Server) authenticate(req protocol.AuthRequest) (*identity, string, error) {
 	now := s.now()
-	if req.Token != "" {
-		cl, err := s.cfg.Keys.Verify(req.Token, now)
-		if err != nil {
-			return nil, "", err
-		}
-		if !cl.Invite {
-			return &identity{member: protocol.Member{Identity: cl.Identity, Name: cl.Name, Role: string(cl.Role), Lang: cl.Lang},
-				role: cl.Role, room: cl.Room, expires: cl.Expires}, "", nil
-		}
+	if req.Token == "" {
+		return s.newcomer(req, auth.RoleGuest, "*", "guest-", now.Add(s.cfg.SessionTTL))
+	}
+	cl, err := s.cfg.Keys.Verify(req.Token, now)
+	if err != nil {
+		return nil, "", err
+	}
+	if cl.Invite {
 		return s.newcomer(req, cl.Role, cl.Room, "inv-", earlier(cl.Expires, now.Add(s.cfg.SessionTTL)))
 	}
-	return s.newcomer(req, auth.RoleGuest, "*", "guest-", now.Add(s.cfg.SessionTTL))
+	who := &identity{member: protocol.Member{Identity: cl.Identity, Name: cl.Name, Role: string(cl.Role), Lang: cl.Lang},
+		role: cl.Role, room: cl.Room, expires: cl.Expires}
+	if !cl.Session {
+		return who, "", nil
+	}
+	cl.Expires, cl.IssuedAt = now.Add(s.cfg.SessionTTL), now
+	who.expires = cl.Expires
+	tok, err := s.cfg.Keys.Sign(cl)
+	return who, tok, err
 }
 
 func earlier(a, b time.Time) time.Time {
@@ -155,7 +165,7 @@ func (s *Server) newcomer(req protocol.AuthRequest, role auth.Role, room, prefix
 	who := &identity{member: protocol.Member{Identity: prefix + uuid.NewString(), Name: name, Role: string(role), Lang: req.Lang},
 		role: role, room: room, expires: expires}
 	tok, err := s.cfg.Keys.Sign(auth.Claims{Room: room, Identity: who.member.Identity, Name: name, Role: role,
-		Lang: req.Lang, Expires: expires, IssuedAt: s.now()})
+		Lang: req.Lang, Expires: expires, IssuedAt: s.now(), Session: true})
 	if err != nil {
 		return nil, "", err
 	}
