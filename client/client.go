@@ -475,8 +475,12 @@ func (c *Client) run(ws *websocket.Conn) {
 			return
 		}
 		c.log.Info("connection lost; reconnecting", "err", err)
+		var pause time.Duration
+		if errors.As(err, &ce) && ce.Code == protocol.CloseRateLimited {
+			pause = c.opts.MaxBackoff / 2 // closed for flooding: pause before coming back
+		}
 		for {
-			t := time.NewTimer(time.Duration(rand.Int64N(int64(backoff)) + 1))
+			t := time.NewTimer(pause + time.Duration(rand.Int64N(int64(backoff))+1))
 			select {
 			case <-c.done:
 				t.Stop()

@@ -209,17 +209,16 @@ const (
 	ClosePingTimeout  = 4007 // no pong in time: reconnect and recover
 	CloseAuthTimeout  = 4008 // no auth message in time
 	CloseTokenExpired = 4009 // token expired while connected: reconnect with a fresh token
-	CloseConnLimit    = 4010 // server or per-address connection limit reached: retry later
 )
 
 // CloseReconnect reports whether a client should reconnect (with backoff) after the given close code.
 func CloseReconnect(code int) bool {
 	switch code {
-	case CloseBadRequest, CloseUnauthorized, CloseRemoved, CloseReplaced, CloseRoomClosed,
-		CloseAuthTimeout, CloseTooBig, CloseTokenExpired:
+	case CloseNormal, CloseBadRequest, CloseUnauthorized, CloseRemoved, CloseReplaced, CloseRoomClosed,
+		CloseTooBig, CloseTokenExpired:
 		return false
 	}
-	return true
+	return true // network failures (1006), restarts, slow consumers, timeouts, floods (after a pause)
 }
 
 // ErrMalformed is returned (wrapped) by the decoders for input that is not a valid message.

@@ -298,7 +298,7 @@ func TestCloseReconnect(t *testing.T) {
 		code      int
 		reconnect bool
 	}{
-		{CloseNormal, true},
+		{CloseNormal, false}, // the server is done with this client
 		{CloseTooBig, false},
 		{CloseInternal, true},
 		{CloseShutdown, true},
@@ -310,9 +310,8 @@ func TestCloseReconnect(t *testing.T) {
 		{CloseReplaced, false},
 		{CloseRoomClosed, false},
 		{ClosePingTimeout, true},
-		{CloseAuthTimeout, false},
+		{CloseAuthTimeout, true}, // a slow network: try again
 		{CloseTokenExpired, false},
-		{CloseConnLimit, true},
 		{1006, true}, // abnormal closure (network): reconnect
 		{4999, true},
 	}
