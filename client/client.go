@@ -43,8 +43,9 @@ type Options struct {
 	EventBuffer int
 	// OnEvent, when set, receives the events instead of the Events channel (which then only closes when
 	// the client ends). It is called from the client's read goroutine, one event at a time, and must
-	// return quickly; the client reads nothing more until it does. Load tools and bots use it to save a
-	// channel hand-off per event.
+	// return quickly; the client reads nothing more until it does. The event's Data is only valid during
+	// the call (the read buffer is reused): copy what you keep. Load tools and bots use it to save a
+	// channel hand-off and an allocation per event.
 	OnEvent func(Event)
 	// Logger receives the client's logs (default: discard).
 	Logger *slog.Logger
@@ -566,15 +567,26 @@ func (c *Client) readLoop(ws *websocket.Conn) error {
 	if every <= 0 {
 		every = 25 * time.Second
 	}
+	var buf bytes.Buffer
 	for {
 		_ = ws.SetReadDeadline(time.Now().Add(every + 15*time.Second))
-		_, frame, err := ws.ReadMessage()
+		_, r, err := ws.NextReader()
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
 		if err != nil {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
 				return &CloseError{Code: ce.Code, Reason: ce.Text}
 			}
 			return err
+		}
+		// Events alias the frame: a callback gets them only during the call, so the buffer is reused; events
+		// sent on the channel outlive it, so they get a copy of their own.
+		frame := buf.Bytes()
+		if c.opts.OnEvent == nil {
+			frame = bytes.Clone(frame)
 		}
 		now := time.Now()
 		err = protocol.SplitFrame(frame, func(msg []byte) error { return c.dispatch(ws, msg, now) })

@@ -85,6 +85,8 @@ type Registry struct {
 	cfg Config
 	log *slog.Logger
 
+	createMu sync.Mutex // serialises the check and the write of a room's creation
+
 	mu     sync.Mutex
 	rooms  map[string]*Room
 	closed bool
@@ -171,12 +173,7 @@ func (g *Registry) Create(ctx context.Context, s Settings) (protocol.RoomInfo, e
 	if err := s.Validate(); err != nil {
 		return protocol.RoomInfo{}, err
 	}
-	if _, err := g.b.LoadRoom(ctx, s.Name); err == nil {
-		return protocol.RoomInfo{}, fmt.Errorf("%w: %q", ErrExists, s.Name)
-	} else if !errors.Is(err, broker.ErrNotFound) {
-		return protocol.RoomInfo{}, err
-	}
-	if err := g.save(ctx, s); err != nil {
+	if err := g.createRecord(ctx, s); err != nil {
 		return protocol.RoomInfo{}, err
 	}
 	r, err := g.room(ctx, s.Name, nil)
@@ -184,6 +181,19 @@ func (g *Registry) Create(ctx context.Context, s Settings) (protocol.RoomInfo, e
 		return protocol.RoomInfo{}, err
 	}
 	return r.Info(), nil
+}
+
+// createRecord stores a new room's record, or fails with ErrExists. The check and the write are one step
+// for this node's creations (a broker with a create-if-absent primitive would make it one for all nodes).
+func (g *Registry) createRecord(ctx context.Context, s Settings) error {
+	g.createMu.Lock()
+	defer g.createMu.Unlock()
+	if _, err := g.b.LoadRoom(ctx, s.Name); err == nil {
+		return fmt.Errorf("%w: %q", ErrExists, s.Name)
+	} else if !errors.Is(err, broker.ErrNotFound) {
+		return err
+	}
+	return g.save(ctx, s)
 }
 
 func (g *Registry) save(ctx context.Context, s Settings) error {
@@ -261,12 +271,17 @@ func (g *Registry) remove(ctx context.Context, r *Room, announce bool, reason ..
 		}
 	}
 	g.mu.Lock()
+	if r.removed != nil { // another removal is under way
+		g.mu.Unlock()
+		return nil
+	}
 	r.mu.Lock()
 	if !announce && !r.emptyLocked() {
 		r.mu.Unlock()
 		g.mu.Unlock()
 		return nil
 	}
+	r.removed = make(chan struct{})
 	r.closed = true
 	r.flushLocked()
 	for _, s := range r.sessions {
@@ -275,12 +290,18 @@ func (g *Registry) remove(ctx context.Context, r *Room, announce bool, reason ..
 	r.sessions = nil
 	r.local = map[string]*Session{}
 	r.mu.Unlock()
+	g.mu.Unlock()
+	// The room stays in g.rooms until its log and record are gone, so that a join meanwhile waits for
+	// the clean-up instead of loading the record and subscribing just before they are deleted.
+	err := errors.Join(g.b.Unsubscribe(ctx, r.name), g.b.RemoveLog(ctx, r.name), g.b.DeleteRoom(ctx, r.name))
+	g.mu.Lock()
 	if g.rooms[r.name] == r {
 		delete(g.rooms, r.name)
 	}
+	close(r.removed)
 	g.mu.Unlock()
 	g.log.Info("room removed", "room", r.name, "closed", announce)
-	return errors.Join(g.b.Unsubscribe(ctx, r.name), g.b.RemoveLog(ctx, r.name), g.b.DeleteRoom(ctx, r.name))
+	return err
 }
 
 func (g *Registry) loadedRoom(name string) *Room {
@@ -317,6 +338,16 @@ func (g *Registry) room(ctx context.Context, name string, create *Settings) (*Ro
 		return nil, ErrRegistryClose
 	}
 	r := g.rooms[name]
+	if r != nil && r.removed != nil { // being removed: wait for the clean-up, then look again
+		done := r.removed
+		g.mu.Unlock()
+		select {
+		case <-done:
+			return g.room(ctx, name, create)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if r == nil {
 		r = &Room{g: g, name: name, ready: make(chan struct{}), local: map[string]*Session{},
 			members: map[string]protocol.Member{}, leaving: map[string]time.Time{}}
@@ -354,9 +385,11 @@ func (g *Registry) loadRoom(ctx context.Context, r *Room, create *Settings) erro
 			s.Created = g.cfg.Now()
 		}
 		if err = s.Validate(); err == nil {
-			err = g.save(ctx, s)
+			err = g.createRecord(ctx, s)
 		}
-		if err == nil {
+		if errors.Is(err, ErrExists) { // created meanwhile by someone else: take theirs
+			s, err = g.load(ctx, r.name)
+		} else if err == nil {
 			g.log.Info("room created on first join", "room", r.name)
 		}
 	}

@@ -43,6 +43,7 @@ type Room struct {
 	leaving    map[string]time.Time       // identity -> when its leave is logged (dropped connections)
 	emptySince time.Time
 	closed     bool
+	removed    chan struct{}  // guarded by g.mu: set when removal starts, closed when it is done
 	recent     []broker.Event // the newest chat events (HistoryOnJoin of them, up to twice that stored)
 
 	batch      []batched   // events applied but not yet sent to the live sessions
@@ -196,7 +197,11 @@ func (r *Room) remember(ev broker.Event) {
 
 // recentLocked returns the recent-history window.
 func (r *Room) recentLocked() []broker.Event {
-	if n := r.g.cfg.HistoryOnJoin; len(r.recent) > n {
+	n := r.g.cfg.HistoryOnJoin
+	if n <= 0 {
+		return nil
+	}
+	if len(r.recent) > n {
 		return r.recent[len(r.recent)-n:]
 	}
 	return r.recent

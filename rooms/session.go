@@ -172,6 +172,10 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 	}
 	env := protocol.Marshal(protocol.TypeReply, p.ID, name, json.RawMessage(frame))
 	if !sink.Send(env) {
+		// The join was logged: treat it as a dropped connection, whose leave the sweeper logs.
+		if r.local[s.member.Identity] == s {
+			r.leaving[s.member.Identity] = r.g.cfg.Now().Add(r.g.cfg.LeaveGrace)
+		}
 		r.dropLocked(s)
 		return nil, fmt.Errorf("rooms: join reply not queued: connection closing")
 	}
@@ -211,14 +215,13 @@ func (s *Session) Leave(ctx context.Context, explicit bool) {
 
 // Chat validates and logs a chat message from the session's member; it returns the message's offset.
 func (s *Session) Chat(ctx context.Context, text, nonce string) (uint64, error) {
-	text = strings.TrimSpace(text)
+	text = strings.TrimSpace(strings.Map(dropControl, text))
 	if text == "" {
 		return 0, ErrEmptyText
 	}
-	if !utf8.ValidString(text) || utf8.RuneCountInString(text) > s.room.g.cfg.MaxChatRunes {
+	if utf8.RuneCountInString(text) > s.room.g.cfg.MaxChatRunes {
 		return 0, fmt.Errorf("%w: at most %d characters", ErrTooLong, s.room.g.cfg.MaxChatRunes)
 	}
-	text = strings.Map(dropControl, text)
 	if len(nonce) > protocol.MaxNonceLen {
 		return 0, fmt.Errorf("%w: nonce longer than %d bytes", ErrTooLong, protocol.MaxNonceLen)
 	}

@@ -29,6 +29,9 @@ type conn struct {
 	closing bool
 	code    int
 	reason  string
+	// watchdog closes the socket if the writer has not finished WriteTimeout after closing began: a
+	// peer that stopped reading leaves the writer blocked in a write, which has no deadline in steady state.
+	watchdog *time.Timer
 
 	wake      chan struct{} // a frame was queued or closing started
 	readDone  chan struct{} // the read loop has returned
@@ -52,7 +55,7 @@ func (c *conn) Send(frame []byte) bool {
 		return false
 	}
 	if c.queued+len(frame) > c.s.cfg.MaxQueueBytes {
-		c.closing, c.code, c.reason = true, protocol.CloseSlowConsumer, "slow consumer"
+		c.startClosingLocked(protocol.CloseSlowConsumer, "slow consumer")
 		c.mu.Unlock()
 		c.s.metrics.slowConsumers.Add(1)
 		c.signal()
@@ -70,10 +73,22 @@ func (c *conn) Send(frame []byte) bool {
 func (c *conn) Close(code int, reason string) {
 	c.mu.Lock()
 	if !c.closing {
-		c.closing, c.code, c.reason = true, code, reason
+		c.startClosingLocked(code, reason)
 	}
 	c.mu.Unlock()
 	c.signal()
+}
+
+func (c *conn) startClosingLocked(code int, reason string) {
+	c.closing, c.code, c.reason = true, code, reason
+	c.watchdog = time.AfterFunc(c.s.cfg.WriteTimeout, func() {
+		select {
+		case <-c.writeDone:
+		default:
+			c.s.log.Debug("writer stuck while closing; closing the socket")
+			_ = c.ws.NetConn().Close()
+		}
+	})
 }
 
 func (c *conn) signal() {
@@ -86,7 +101,14 @@ func (c *conn) signal() {
 // writeLoop drains the queue, coalescing everything queued into one frame (messages separated by '\n'),
 // and owns the closing handshake.
 func (c *conn) writeLoop() {
-	defer close(c.writeDone)
+	defer func() {
+		close(c.writeDone)
+		c.mu.Lock()
+		if c.watchdog != nil {
+			c.watchdog.Stop()
+		}
+		c.mu.Unlock()
+	}()
 	var batch [][]byte
 	for {
 		<-c.wake
@@ -119,10 +141,9 @@ var pingFrame = []byte(`{"type":"ping"}`)
 // maxCoalesce bounds one coalesced frame, so that a reader's per-message buffer stays reasonable.
 const maxCoalesce = 256 << 10
 
+// writeBatch writes queued messages. Writes have no deadline: setting one per write costs a timer update
+// each time, and a peer that stops reading is caught by the queue limit (and the watchdog) instead.
 func (c *conn) writeBatch(batch [][]byte) error {
-	if err := c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout)); err != nil {
-		return err
-	}
 	for len(batch) > 0 {
 		w, err := c.ws.NextWriter(websocket.TextMessage)
 		if err != nil {

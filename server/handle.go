@@ -23,6 +23,7 @@ type identity struct {
 	role    auth.Role
 	room    string // room the credentials are for; "*" any
 	expires time.Time
+	invited bool // came with an invite link, or the session token it gave: may not create rooms
 }
 
 var (
@@ -136,7 +137,7 @@ func (s *Server) authenticate(req protocol.AuthRequest) (*identity, string, erro
 		return s.newcomer(req, cl.Role, cl.Room, "inv-", earlier(cl.Expires, now.Add(s.cfg.SessionTTL)))
 	}
 	who := &identity{member: protocol.Member{Identity: cl.Identity, Name: cl.Name, Role: string(cl.Role), Lang: cl.Lang},
-		role: cl.Role, room: cl.Room, expires: cl.Expires}
+		role: cl.Role, room: cl.Room, expires: cl.Expires, invited: cl.Session && strings.HasPrefix(cl.Identity, "inv-")}
 	if !cl.Session {
 		return who, "", nil
 	}
@@ -163,7 +164,7 @@ func (s *Server) newcomer(req protocol.AuthRequest, role auth.Role, room, prefix
 		return nil, "", errBadLang
 	}
 	who := &identity{member: protocol.Member{Identity: prefix + uuid.NewString(), Name: name, Role: string(role), Lang: req.Lang},
-		role: role, room: room, expires: expires}
+		role: role, room: room, expires: expires, invited: prefix == "inv-"}
 	tok, err := s.cfg.Keys.Sign(auth.Claims{Room: room, Identity: who.member.Identity, Name: name, Role: role,
 		Lang: req.Lang, Expires: expires, IssuedAt: s.now(), Session: true})
 	if err != nil {
@@ -205,7 +206,7 @@ func (c *conn) handleJoin(ctx context.Context, env protocol.Envelope) {
 	switch {
 	case c.s.cfg.DevMode:
 		a.Create = &rooms.Settings{Guests: true}
-	case c.s.cfg.AutoCreate && c.who.room == env.Room && c.who.role != auth.RoleGuest:
+	case c.s.cfg.AutoCreate && c.who.room == env.Room && c.who.role != auth.RoleGuest && !c.who.invited:
 		a.Create = &rooms.Settings{}
 	}
 	p := rooms.JoinParams{ID: env.ID, Since: req.Since, Presence: req.Presence == nil || *req.Presence}

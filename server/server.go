@@ -50,7 +50,7 @@ type Config struct {
 	MaxQueueBytes   int           // per-connection send queue before "slow consumer" (default 1 MiB)
 	MaxConns        int           // connections on this node (default 50000)
 	MaxRoomsPerConn int           // rooms one connection may join (default 4)
-	WriteTimeout    time.Duration // deadline of one socket write (default 10 s)
+	WriteTimeout    time.Duration // how long a closing connection may take to flush before its socket is closed (default 10 s)
 	PingInterval    time.Duration // between server pings (default 25 s)
 	PongWait        time.Duration // extra time for the client's answer (default 10 s)
 	AuthTimeout     time.Duration // for the first message (default 10 s)

@@ -79,7 +79,7 @@ func (c *config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MsgBurst, "msg-burst", 60, "client messages allowed at once before the flood limit applies")
 	fs.DurationVar(&c.FanoutDelay, "fanout-delay", 10*time.Millisecond, "in a busy room, send the events of this long together, one frame per member (0: every event at once)")
 	fs.DurationVar(&c.PingInterval, "ping-interval", 25*time.Second, "time between server pings")
-	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline of one socket write")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "how long a closing connection may take to flush its last messages")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown waits for connections to close")
 }
 

@@ -70,8 +70,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 
 	b := broker.NewMemory(broker.MemoryOptions{HistorySize: cfg.HistorySize})
 	defer b.Close()
+	historyOnJoin := cfg.HistoryOnJoin
+	if historyOnJoin == 0 {
+		historyOnJoin = -1 // rooms.Config: 0 is "the default", negative is "none"
+	}
 	reg := rooms.NewRegistry(b, rooms.Config{
-		HistoryOnJoin: cfg.HistoryOnJoin, EmptyTTL: cfg.RoomEmptyTTL, LeaveGrace: cfg.LeaveGrace,
+		HistoryOnJoin: historyOnJoin, EmptyTTL: cfg.RoomEmptyTTL, LeaveGrace: cfg.LeaveGrace,
 		MaxMembers: cfg.MaxMembers, MaxChatRunes: cfg.MaxChatChars, FanoutDelay: cfg.FanoutDelay, Logger: log,
 	})
 	srv, err := server.New(server.Config{

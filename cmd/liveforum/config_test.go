@@ -1,0 +1,162 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/liveforum/liveforum/auth"
+)
+
+const (
+	testSecret   = "0123456789abcdef0123456789abcdef-secret"
+	testAdminKey = "admin-key-0123456789abcdef"
+)
+
+// parseConfig parses args with env as the environment and validates the result.
+func parseConfig(args []string, env map[string]string) (*config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("liveforum serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.flags(fs)
+	if err := parse(fs, args, func(k string) string { return env[k] }); err != nil {
+		return &cfg, err
+	}
+	return &cfg, cfg.validate()
+}
+
+func TestEnvNames(t *testing.T) {
+	for flagName, want := range map[string]string{
+		"max-conns": "LIVEFORUM_MAX_CONNS", "addr": "LIVEFORUM_ADDR", "max-rooms-per-conn": "LIVEFORUM_MAX_ROOMS_PER_CONN",
+	} {
+		if got := envName(flagName); got != want {
+			t.Errorf("envName(%q) = %q, want %q", flagName, got, want)
+		}
+	}
+}
+
+// Every flag not given on the command line is taken from its environment twin.
+func TestEnvTwinsFillFlagsNotGiven(t *testing.T) {
+	cfg, err := parseConfig(nil, map[string]string{
+		"LIVEFORUM_SECRET":          testSecret,
+		"LIVEFORUM_ADMIN_KEY":       testAdminKey,
+		"LIVEFORUM_MAX_CONNS":       "123",
+		"LIVEFORUM_LEAVE_GRACE":     "7s",
+		"LIVEFORUM_AUTO_CREATE":     "false",
+		"LIVEFORUM_CHAT_RATE":       "2.5",
+		"LIVEFORUM_ALLOWED_ORIGINS": "https://a.example, https://b.example/",
+		"LIVEFORUM_LOG_LEVEL":       "debug",
+		"LIVEFORUM_ADDR":            "127.0.0.1:9999",
+		"UNRELATED_MAX_CONNS":       "1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxConns != 123 || cfg.LeaveGrace != 7*time.Second || cfg.AutoCreate || cfg.ChatRate != 2.5 ||
+		cfg.Addr != "127.0.0.1:9999" || cfg.logLevel != slog.LevelDebug {
+		t.Fatalf("config from the environment: %+v", cfg)
+	}
+	if strings.Join(cfg.origins, " ") != "https://a.example https://b.example" {
+		t.Fatalf("origins %q", cfg.origins)
+	}
+	if cfg.devMode || !cfg.admin.Check(testAdminKey) {
+		t.Fatalf("dev %v, admin key not taken", cfg.devMode)
+	}
+	// The keys are the secret's: a token signed with it verifies.
+	keys, err := auth.ParseKeys(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := keys.Sign(auth.Claims{Room: "r", Identity: "i", Name: "N", Role: auth.RoleParticipant, Expires: time.Now().Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.keys.Verify(tok, time.Now()); err != nil {
+		t.Fatalf("token of the configured secret: %v", err)
+	}
+}
+
+func TestFlagsWinOverEnv(t *testing.T) {
+	cfg, err := parseConfig([]string{"-max-conns", "5", "-dev=false", "-leave-grace", "0s", "-secret", testSecret},
+		map[string]string{
+			"LIVEFORUM_MAX_CONNS":   "123",
+			"LIVEFORUM_DEV":         "true",
+			"LIVEFORUM_LEAVE_GRACE": "1m",
+			"LIVEFORUM_SECRET":      "this is not even a valid secret",
+			"LIVEFORUM_ADMIN_KEY":   testAdminKey,
+			"LIVEFORUM_MAX_MEMBERS": "77",
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxConns != 5 || cfg.Dev || cfg.devMode || cfg.LeaveGrace != 0 || cfg.Secret != testSecret || cfg.MaxMembers != 77 {
+		t.Fatalf("config: %+v", cfg)
+	}
+}
+
+// With no secret the node runs in development mode, with keys and an admin key made up for the run.
+func TestNoSecretIsDevMode(t *testing.T) {
+	cfg, err := parseConfig(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.devMode || cfg.keys == nil || len(cfg.AdminKey) < 16 || !cfg.admin.Check(cfg.AdminKey) {
+		t.Fatalf("dev config: dev %v keys %v admin key %q", cfg.devMode, cfg.keys, cfg.AdminKey)
+	}
+	if cfg.Addr != ":8080" || cfg.logLevel != slog.LevelInfo || !cfg.AutoCreate || cfg.DefaultRoom != "lobby" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	// -dev turns development mode on even with a secret.
+	cfg, err = parseConfig([]string{"-dev", "-secret", testSecret, "-admin-key", testAdminKey}, nil)
+	if err != nil || !cfg.devMode {
+		t.Fatalf("-dev with a secret: dev %v, %v", cfg.devMode, err)
+	}
+}
+
+func TestInvalidConfigIsExplained(t *testing.T) {
+	prod := []string{"-secret", testSecret, "-admin-key", testAdminKey}
+	for _, c := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string // substrings of the error
+	}{
+		{"origin without scheme", []string{"-allowed-origins", "forum.example.org"}, nil, []string{"allowed-origins", "forum.example.org"}},
+		{"tiny history", []string{"-history-size", "5"}, nil, []string{"history-size"}},
+		{"history on join beyond the log", []string{"-history-size", "100", "-history-on-join", "101"}, nil, []string{"history-on-join"}},
+		{"bad log level", []string{"-log-level", "loud"}, nil, []string{"log-level"}},
+		{"secret without admin key", []string{"-secret", testSecret}, nil, []string{"admin-key is required"}},
+		{"secret from env without admin key", nil, map[string]string{"LIVEFORUM_SECRET": testSecret}, []string{"admin-key is required"}},
+		{"short secret", []string{"-secret", "short", "-admin-key", testAdminKey}, nil, []string{"secret"}},
+		{"short admin key", append([]string{"-admin-key", "short"}, "-secret", testSecret), nil, []string{"admin-key"}},
+		{"bad default room", append([]string{"-default-room", "the lobby"}, prod...), nil, []string{"default-room"}},
+		{"ping too often", append([]string{"-ping-interval", "10ms"}, prod...), nil, []string{"ping-interval"}},
+		{"no rooms per connection", append([]string{"-max-rooms-per-conn", "0"}, prod...), nil, []string{"max-rooms-per-conn"}},
+		{"zero rate", append([]string{"-chat-rate", "0"}, prod...), nil, []string{"rates"}},
+		{"tiny queue", append([]string{"-max-queue-bytes", "1000"}, prod...), nil, []string{"max-queue-bytes"}},
+		{"negative grace", append([]string{"-leave-grace", "-1s"}, prod...), nil, []string{"leave-grace"}},
+		{"bad env value", nil, map[string]string{"LIVEFORUM_MAX_CONNS": "lots"}, []string{"LIVEFORUM_MAX_CONNS"}},
+		{"bad env duration", nil, map[string]string{"LIVEFORUM_LEAVE_GRACE": "soon"}, []string{"LIVEFORUM_LEAVE_GRACE"}},
+		{"unknown flag", []string{"-colour", "red"}, nil, []string{"colour"}},
+		{"every error at once", []string{"-history-size", "5", "-log-level", "loud", "-max-conns", "0"}, nil,
+			[]string{"history-size", "log-level", "max-conns"}},
+	} {
+		_, err := parseConfig(c.args, c.env)
+		if err == nil {
+			t.Errorf("%s: accepted", c.name)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not mention %q", c.name, err, w)
+			}
+		}
+	}
+	if _, err := parseConfig([]string{"-h"}, nil); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v", err)
+	}
+}
