@@ -60,6 +60,10 @@ type Event struct {
 	// Reset is set, with no Data, after a reconnect whose recovery failed (the room's history is gone): the
 	// caller must drop what it knew of the room and take the state from this fresh join reply.
 	Reset *protocol.JoinReply
+	// Left is set, with no Data, when the client is out of the room: the server took it out (removed by a
+	// moderator, room closed, joined elsewhere: Code is the close code), or a rejoin after a reconnect
+	// failed (Code 0, Reason the error). The room is forgotten; Join again to return.
+	Left *protocol.Left
 	// Received is when the client read the event.
 	Received time.Time
 }
@@ -130,6 +134,7 @@ type Client struct {
 	wg     sync.WaitGroup
 
 	wmu sync.Mutex // one writer at a time
+	emu sync.Mutex // one OnEvent call at a time (the read loop and a rejoin both deliver)
 	mu  sync.Mutex
 	ws  *websocket.Conn
 	// guarded by mu
@@ -535,8 +540,15 @@ func (c *Client) rejoin() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := c.request(ctx, protocol.TypeJoin, r.room, protocol.JoinRequest{Since: &pos, Presence: r.st.presence}, r.room)
 		cancel()
-		if err != nil {
-			c.log.Info("rejoin failed", "room", r.room, "err", err)
+		var re *RequestError
+		if errors.As(err, &re) { // the server refused: the room is gone for this client
+			c.log.Info("rejoin refused", "room", r.room, "err", err)
+			c.mu.Lock()
+			delete(c.rooms, r.room)
+			c.mu.Unlock()
+			_ = c.deliver(Event{Room: r.room, Left: &protocol.Left{Reason: err.Error()}, Received: time.Now()})
+		} else if err != nil {
+			c.log.Info("rejoin failed", "room", r.room, "err", err) // the connection dropped again: the next reconnect retries
 		}
 	}
 }
@@ -613,6 +625,16 @@ func (c *Client) dispatch(ws *websocket.Conn, msg []byte, now time.Time) error {
 		if fresh {
 			return c.deliver(Event{Room: m.Room, Offset: m.Offset, Data: m.Data, Received: now})
 		}
+	case protocol.TypeLeft:
+		var left protocol.Left
+		_ = json.Unmarshal(m.Data, &left)
+		c.mu.Lock()
+		_, was := c.rooms[m.Room]
+		delete(c.rooms, m.Room)
+		c.mu.Unlock()
+		if was {
+			return c.deliver(Event{Room: m.Room, Left: &left, Received: now})
+		}
 	case protocol.TypePing:
 		c.wmu.Lock()
 		_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -688,7 +710,9 @@ func lastOffset(evs []protocol.HistoryEvent) uint64 {
 
 func (c *Client) deliver(ev Event) error {
 	if c.opts.OnEvent != nil {
+		c.emu.Lock()
 		c.opts.OnEvent(ev)
+		c.emu.Unlock()
 		return nil
 	}
 	select {

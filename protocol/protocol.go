@@ -34,6 +34,7 @@ const (
 	TypeError = "error" // failure answer to a request (same id), or a notice (no id)
 	TypeEvent = "event" // a durable room event with its offset
 	TypePing  = "ping"  // liveness probe; the client answers with pong
+	TypeLeft  = "left"  // the connection is out of a room it had joined (Left says why)
 )
 
 // Event kinds, in Event.Kind.
@@ -167,6 +168,14 @@ type Event struct {
 	By     *Member   `json:"by,omitempty"`
 	Reason string    `json:"reason,omitempty"`
 	Room   *RoomInfo `json:"room,omitempty"`
+}
+
+// Left is the payload of "left": the server took the connection out of the room, with the close code it
+// would have used for the whole connection and its reason. A connection whose last room it was is closed
+// with that code instead.
+type Left struct {
+	Code   int    `json:"code"`
+	Reason string `json:"reason"`
 }
 
 // Error is the payload of "error".

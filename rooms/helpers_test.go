@@ -43,6 +43,9 @@ func (s *memSink) Close(code int, reason string) {
 	}
 }
 
+// Kick closes the sink: it stands for a connection in one room.
+func (s *memSink) Kick(_ string, code int, reason string) { s.Close(code, reason) }
+
 // closeCode returns the code the sink was closed with, 0 while it is open.
 func (s *memSink) closeCode() int {
 	s.mu.Lock()

@@ -285,7 +285,7 @@ func (g *Registry) remove(ctx context.Context, r *Room, announce bool, reason ..
 	r.closed = true
 	r.flushLocked()
 	for _, s := range r.sessions {
-		s.sink.Close(protocol.CloseRoomClosed, "room closed")
+		s.sink.Kick(r.name, protocol.CloseRoomClosed, "room closed")
 	}
 	r.sessions = nil
 	r.local = map[string]*Session{}

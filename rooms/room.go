@@ -19,6 +19,9 @@ type Sink interface {
 	Send(frame []byte) bool
 	// Close starts closing the connection with a protocol close code; it never blocks.
 	Close(code int, reason string)
+	// Kick takes the connection out of one room, telling it why with a close code (removed, replaced,
+	// room closed); a connection in no other room is closed with that code. It never blocks.
+	Kick(room string, code int, reason string)
 }
 
 // Room is a loaded room: its settings, its state folded from its log, and its local sessions.
@@ -139,7 +142,7 @@ func (r *Room) handle(epoch string, ev broker.Event) {
 			// reconnect; their recovery will report the history gone and they reload.
 			r.g.log.Warn("room log epoch changed", "room", r.name, "old", r.epoch, "new", epoch)
 			for _, s := range r.sessions {
-				s.sink.Close(protocol.CloseShutdown, "room log restarted")
+				s.sink.Kick(r.name, protocol.CloseShutdown, "room log restarted")
 			}
 			r.members = map[string]protocol.Member{}
 			r.recent, r.batch = nil, r.batch[:0]
@@ -305,7 +308,7 @@ func (r *Room) applyLocked(e *protocol.Event) {
 		delete(r.members, e.Member.Identity)
 		if e.Kind == protocol.KindMemberRemoved {
 			if s := r.local[e.Member.Identity]; s != nil {
-				s.sink.Close(protocol.CloseRemoved, "removed by a moderator")
+				s.sink.Kick(r.name, protocol.CloseRemoved, "removed by a moderator")
 				r.dropLocked(s)
 			}
 		}
@@ -321,7 +324,7 @@ func (r *Room) applyLocked(e *protocol.Event) {
 		r.closed = true
 		r.recent = nil
 		for _, s := range r.sessions {
-			s.sink.Close(protocol.CloseRoomClosed, "room closed")
+			s.sink.Kick(r.name, protocol.CloseRoomClosed, "room closed")
 		}
 		r.sessions = nil
 		r.local = map[string]*Session{}

@@ -90,7 +90,7 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 		return nil, err
 	}
 	if old := r.local[a.Member.Identity]; old != nil {
-		old.sink.Close(protocol.CloseReplaced, "joined from another connection")
+		old.sink.Kick(r.name, protocol.CloseReplaced, "joined from another connection")
 		r.dropLocked(old)
 	}
 	delete(r.leaving, a.Member.Identity)

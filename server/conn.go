@@ -32,6 +32,8 @@ type conn struct {
 	// watchdog closes the socket if the writer has not finished WriteTimeout after closing began: a
 	// peer that stopped reading leaves the writer blocked in a write, which has no deadline in steady state.
 	watchdog *time.Timer
+	joined   int             // rooms the read loop has joined or is joining
+	kicked   map[string]bool // rooms the connection was taken out of, not yet seen by the read loop
 
 	wake      chan struct{} // a frame was queued or closing started
 	readDone  chan struct{} // the read loop has returned
@@ -77,6 +79,40 @@ func (c *conn) Close(code int, reason string) {
 	}
 	c.mu.Unlock()
 	c.signal()
+}
+
+// Kick implements rooms.Sink: the connection leaves one room with a "left" message, or is closed with
+// the code if that was its last room.
+func (c *conn) Kick(room string, code int, reason string) {
+	c.mu.Lock()
+	if c.closing || c.kicked[room] {
+		c.mu.Unlock()
+		return
+	}
+	if c.kicked == nil {
+		c.kicked = map[string]bool{}
+	}
+	c.kicked[room] = true
+	last := len(c.kicked) >= c.joined
+	c.mu.Unlock()
+	if last {
+		c.Close(code, reason)
+		return
+	}
+	c.Send(protocol.Marshal(protocol.TypeLeft, 0, room, protocol.Left{Code: code, Reason: reason}))
+}
+
+// purgeKicked forgets the sessions of rooms the connection was taken out of. Read loop only.
+func (c *conn) purgeKicked() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for room := range c.kicked {
+		if c.sessions[room] != nil {
+			delete(c.sessions, room)
+			c.joined--
+		}
+	}
+	clear(c.kicked)
 }
 
 func (c *conn) startClosingLocked(code int, reason string) {
@@ -226,6 +262,7 @@ func (c *conn) readLoop(ctx context.Context) (code int, reason string, clientLef
 			}
 			_ = c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongWait))
 		}
+		c.purgeKicked()
 		if code, reason := c.handle(ctx, env); code != 0 {
 			return code, reason, false
 		}

@@ -57,6 +57,9 @@ func (c *conn) handle(ctx context.Context, env protocol.Envelope) (int, string) 
 		}
 		s.Leave(ctx, true)
 		delete(c.sessions, env.Room)
+		c.mu.Lock()
+		c.joined--
+		c.mu.Unlock()
 		c.reply(env.ID, env.Room, struct{}{})
 	case protocol.TypeChat:
 		c.handleChat(ctx, env)
@@ -210,8 +213,15 @@ func (c *conn) handleJoin(ctx context.Context, env protocol.Envelope) {
 		a.Create = &rooms.Settings{}
 	}
 	p := rooms.JoinParams{ID: env.ID, Since: req.Since, Presence: req.Presence == nil || *req.Presence}
+	c.mu.Lock()
+	c.joined++ // before the join, so a kick racing it does not take this for the last room
+	delete(c.kicked, env.Room)
+	c.mu.Unlock()
 	s, err := c.s.reg.Join(ctx, a, env.Room, p, c)
 	if err != nil {
+		c.mu.Lock()
+		c.joined--
+		c.mu.Unlock()
 		c.fail(env.ID, env.Room, err)
 		return
 	}
