@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,6 +30,32 @@ func (s *Server) apiRoutes(r chi.Router) {
 	r.Post("/tokens", s.apiToken)
 }
 
+// apiRoom is a room as every admin API answer shows it.
+type apiRoom struct {
+	Name            string    `json:"name"`
+	Title           string    `json:"title,omitempty"`
+	Languages       []string  `json:"languages,omitempty"`
+	Guests          bool      `json:"guests"`
+	MaxMembers      int       `json:"max_members,omitempty"`
+	EmptyTTLSeconds int64     `json:"empty_ttl_seconds"`
+	Created         time.Time `json:"created"`
+	Members         int       `json:"members"`
+	Local           int       `json:"local_connections"`
+	Epoch           string    `json:"epoch,omitempty"`
+	Offset          uint64    `json:"offset"`
+	Loaded          bool      `json:"loaded"`
+}
+
+func toAPIRoom(st rooms.Status) apiRoom {
+	return apiRoom{Name: st.Name, Title: st.Title, Languages: st.Languages, Guests: st.Guests, MaxMembers: st.MaxMembers,
+		EmptyTTLSeconds: int64(st.EmptyTTL / time.Second), Created: st.Created.UTC().Truncate(time.Millisecond),
+		Members: st.Members, Local: st.Local, Epoch: st.Epoch, Offset: st.Offset, Loaded: st.Loaded}
+}
+
+// DefaultAPIRoomTTL is how long a room created through the admin API lives while empty, when the request
+// does not say: long enough to create it days ahead of an assembly and hand out its invites.
+const DefaultAPIRoomTTL = 7 * 24 * time.Hour
+
 // roomRequest is the body of POST /api/rooms.
 type roomRequest struct {
 	Name            string   `json:"name"`
@@ -46,17 +73,25 @@ func (s *Server) apiCreateRoom(w http.ResponseWriter, r *http.Request) {
 	}
 	set := rooms.Settings{Name: req.Name, Title: req.Title, Languages: req.Languages, Guests: req.Guests,
 		MaxMembers: req.MaxMembers, EmptyTTL: time.Duration(req.EmptyTTLSeconds) * time.Second}
-	if req.EmptyTTLSeconds < 0 {
-		writeJSONError(w, http.StatusBadRequest, "empty_ttl_seconds must not be negative")
+	switch {
+	case req.EmptyTTLSeconds < 0 || req.EmptyTTLSeconds > 366*24*3600:
+		writeJSONError(w, http.StatusBadRequest, "empty_ttl_seconds must be 0..31622400")
 		return
+	case req.EmptyTTLSeconds == 0:
+		set.EmptyTTL = DefaultAPIRoomTTL
 	}
 	info, err := s.reg.Create(r.Context(), set)
 	if err != nil {
 		writeAPIError(w, err)
 		return
 	}
+	st, err := s.reg.Get(r.Context(), info.Name)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
 	w.Header().Set("Location", "/api/rooms/"+info.Name)
-	writeJSON(w, http.StatusCreated, info)
+	writeJSON(w, http.StatusCreated, toAPIRoom(st))
 }
 
 func (s *Server) apiListRooms(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +100,11 @@ func (s *Server) apiListRooms(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"rooms": list})
+	out := make([]apiRoom, len(list))
+	for i, st := range list {
+		out[i] = toAPIRoom(st)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rooms": out})
 }
 
 func (s *Server) apiGetRoom(w http.ResponseWriter, r *http.Request) {
@@ -74,7 +113,7 @@ func (s *Server) apiGetRoom(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, toAPIRoom(st))
 }
 
 func (s *Server) apiCloseRoom(w http.ResponseWriter, r *http.Request) {
@@ -112,7 +151,7 @@ type Invite struct {
 func (s *Server) apiInvite(w http.ResponseWriter, r *http.Request) {
 	room := chi.URLParam(r, "room")
 	var req inviteRequest
-	if !readJSON(w, r, &req) {
+	if r.ContentLength != 0 && !readJSON(w, r, &req) { // no body: a participant invite with the default lifetime
 		return
 	}
 	if _, err := s.reg.Get(r.Context(), room); err != nil {
@@ -142,7 +181,7 @@ func (s *Server) MintInvite(room, role string, ttl time.Duration, base string) (
 	if ttl > 90*24*time.Hour {
 		return Invite{}, errors.New("ttl_seconds is at most 90 days")
 	}
-	now := s.now()
+	now := s.now().Truncate(time.Second) // tokens count in seconds
 	cl := auth.Claims{Room: room, Role: rl, Invite: true, Expires: now.Add(ttl), IssuedAt: now}
 	tok, err := s.cfg.Keys.Sign(cl)
 	if err != nil {
@@ -166,6 +205,9 @@ func (s *Server) apiToken(w http.ResponseWriter, r *http.Request) {
 	var req tokenRequest
 	if !readJSON(w, r, &req) {
 		return
+	}
+	if req.Role == "" {
+		req.Role = string(auth.RoleParticipant)
 	}
 	role, err := auth.ParseRole(req.Role)
 	if err != nil {
@@ -205,9 +247,11 @@ func (s *Server) baseURL(r *http.Request) string {
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		writeJSONError(w, http.StatusUnsupportedMediaType, "send application/json")
-		return false
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			writeJSONError(w, http.StatusUnsupportedMediaType, "send application/json")
+			return false
+		}
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()

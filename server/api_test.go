@@ -74,6 +74,9 @@ type roomStatus struct {
 	Members    int      `json:"members"`
 	Local      int      `json:"local_connections"`
 	Loaded     bool     `json:"loaded"`
+
+	EmptyTTLSeconds int64     `json:"empty_ttl_seconds"`
+	Created         time.Time `json:"created"`
 }
 
 func TestAdminAPIRequiresTheKey(t *testing.T) {
@@ -123,10 +126,15 @@ func TestAdminAPICreateListGet(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Location") != "/api/rooms/agora" {
 		t.Fatalf("create: %d, Location %q: %s", resp.StatusCode, resp.Header.Get("Location"), data)
 	}
-	info := decodeJSON[protocol.RoomInfo](t, data)
+	info := decodeJSON[roomStatus](t, data)
 	if info.Name != "agora" || info.Title != "Agora" || !info.Guests || info.MaxMembers != 50 ||
-		strings.Join(info.Languages, ",") != "pt,en" || info.Created == 0 {
+		strings.Join(info.Languages, ",") != "pt,en" || info.Created.IsZero() || info.EmptyTTLSeconds != 3600 {
 		t.Fatalf("created %+v", info)
+	}
+	// Without empty_ttl_seconds an API room lives a week while empty: long enough to prepare an assembly.
+	plain := decodeJSON[roomStatus](t, ts.admin(t, "POST", "/api/rooms", `{"name":"week"}`, http.StatusCreated))
+	if plain.EmptyTTLSeconds != int64(DefaultAPIRoomTTL/time.Second) {
+		t.Fatalf("default API room TTL %d s", plain.EmptyTTLSeconds)
 	}
 	ts.admin(t, "POST", "/api/rooms", `{"name":"agora"}`, http.StatusConflict)
 	// No Content-Type is taken as JSON.
@@ -165,7 +173,7 @@ func TestAdminAPICreateListGet(t *testing.T) {
 	}
 
 	list := decodeJSON[struct{ Rooms []roomStatus }](t, ts.admin(t, "GET", "/api/rooms", "", http.StatusOK))
-	if len(list.Rooms) != 2 || list.Rooms[0].Name != "agora" || list.Rooms[1].Name != "plain" || list.Rooms[0].Members != 0 {
+	if len(list.Rooms) != 3 || list.Rooms[0].Name != "agora" || list.Rooms[1].Name != "plain" || list.Rooms[0].Members != 0 {
 		t.Fatalf("list: %+v", list.Rooms)
 	}
 
@@ -276,7 +284,6 @@ func TestAdminAPITokens(t *testing.T) {
 
 	for _, body := range []string{
 		`{"room":"agora","identity":"u-3","name":"X","role":"king"}`,
-		`{"room":"agora","identity":"u-3","name":"X"}`,
 		`{"room":"bad room","identity":"u-3","name":"X","role":"participant"}`,
 		`{"room":"","identity":"u-3","name":"X","role":"participant"}`,
 		`{"room":"agora","identity":"","name":"X","role":"participant"}`,
@@ -285,6 +292,11 @@ func TestAdminAPITokens(t *testing.T) {
 		`{"room":"agora","identity":"u-3","name":"X","role":"participant","admin":true}`,
 	} {
 		ts.admin(t, "POST", "/api/tokens", body, http.StatusBadRequest)
+	}
+	// Without a role, a token is a participant's.
+	noRole := decodeJSON[map[string]string](t, ts.admin(t, "POST", "/api/tokens", `{"room":"agora","identity":"u-4","name":"Y"}`, http.StatusCreated))
+	if cl, err := ts.keys.Verify(noRole["token"], time.Now()); err != nil || cl.Role != auth.RoleParticipant {
+		t.Fatalf("token without role: %+v %v", cl, err)
 	}
 }
 
