@@ -42,7 +42,8 @@ type Config struct {
 	MaxChatRunes int
 	// FanoutDelay batches a busy room's events: after an event goes out, the events of the next
 	// FanoutDelay are sent together, one frame per member, which saves a socket write per member per
-	// event. The first event after a quiet spell goes out at once. 0 sends every event at once.
+	// event. The first event after a quiet spell goes out at once. Rooms with more than a thousand local
+	// members wait FanoutDelay per thousand. 0 sends every event at once.
 	FanoutDelay time.Duration
 	// SweepEvery is how often expiries and delayed leaves are checked (default 1 s).
 	SweepEvery time.Duration

@@ -168,7 +168,7 @@ func (r *Room) handle(epoch string, ev broker.Event) {
 	case r.g.cfg.FanoutDelay <= 0:
 		r.flushLocked()
 	case r.flushTimer == nil:
-		if wait := r.g.cfg.FanoutDelay - time.Since(r.lastFlush); wait <= 0 {
+		if wait := r.fanoutDelayLocked() - time.Since(r.lastFlush); wait <= 0 {
 			r.flushLocked() // the first event after a quiet spell goes out at once
 		} else {
 			r.flushTimer = time.AfterFunc(wait, r.flushByTimer)
@@ -208,6 +208,18 @@ func (r *Room) recentLocked() []broker.Event {
 		return r.recent[len(r.recent)-n:]
 	}
 	return r.recent
+}
+
+// fanoutDelayLocked is the room's batching window: FanoutDelay per thousand local sessions, and at least
+// FanoutDelay. A flush costs a socket write per session, so this keeps a busy room's writes per second
+// about the same whatever its size (100 000/s at the 10 ms default), instead of letting a big room's
+// fan-out outrun the machine and queue.
+func (r *Room) fanoutDelayLocked() time.Duration {
+	d := r.g.cfg.FanoutDelay
+	if n := len(r.sessions); n > 1000 {
+		d = d * time.Duration(n) / 1000
+	}
+	return d
 }
 
 func (r *Room) flushByTimer() {
