@@ -123,7 +123,7 @@ func (g *Registry) Close(code int, reason string) {
 	for _, r := range rooms {
 		r.mu.Lock()
 		r.flushLocked()
-		for _, s := range r.sessions {
+		for _, s := range r.sessions.s {
 			s.sink.Close(code, reason)
 		}
 		r.mu.Unlock()
@@ -285,11 +285,10 @@ func (g *Registry) remove(ctx context.Context, r *Room, announce bool, reason ..
 	r.removed = make(chan struct{})
 	r.closed = true
 	r.flushLocked()
-	for _, s := range r.sessions {
+	for _, s := range r.sessions.s {
 		s.sink.Kick(r.name, protocol.CloseRoomClosed, "room closed")
 	}
-	r.sessions = nil
-	r.local = map[string]*Session{}
+	r.clearSessionsLocked()
 	r.mu.Unlock()
 	g.mu.Unlock()
 	// The room stays in g.rooms until its log and record are gone, so that a join meanwhile waits for

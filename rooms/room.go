@@ -42,7 +42,9 @@ type Room struct {
 	applied    uint64                     // offset of the newest event folded in
 	members    map[string]protocol.Member // the fold: members by identity
 	local      map[string]*Session        // this node's live session of each identity
-	sessions   []*Session                 // this node's sessions, for fan-out
+	sessions   sessionList                // this node's sessions, for fan-out
+	watchers   sessionList                // the sessions that receive member events (presence)
+	joining    sessionList                // the sessions whose join reply is not queued yet
 	leaving    map[string]time.Time       // identity -> when its leave is logged (dropped connections)
 	emptySince time.Time
 	closed     bool
@@ -76,7 +78,7 @@ func (r *Room) Info() protocol.RoomInfo {
 func (r *Room) status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := Status{Settings: r.settings, Members: len(r.members), Local: len(r.sessions), Epoch: r.epoch,
+	st := Status{Settings: r.settings, Members: len(r.members), Local: len(r.sessions.s), Epoch: r.epoch,
 		Offset: r.applied, Loaded: true}
 	if r.emptyLocked() {
 		st.EmptyFor = r.g.cfg.Now().Sub(r.emptySince).Round(time.Second).String()
@@ -84,7 +86,7 @@ func (r *Room) status() Status {
 	return st
 }
 
-func (r *Room) emptyLocked() bool { return len(r.members) == 0 && len(r.sessions) == 0 }
+func (r *Room) emptyLocked() bool { return len(r.members) == 0 && len(r.sessions.s) == 0 }
 
 func (r *Room) expired(now time.Time) bool {
 	r.mu.Lock()
@@ -141,7 +143,7 @@ func (r *Room) handle(epoch string, ev broker.Event) {
 			// The log was lost and restarted: positions our members hold are meaningless now. Make them
 			// reconnect; their recovery will report the history gone and they reload.
 			r.g.log.Warn("room log epoch changed", "room", r.name, "old", r.epoch, "new", epoch)
-			for _, s := range r.sessions {
+			for _, s := range r.sessions.s {
 				s.sink.Kick(r.name, protocol.CloseShutdown, "room log restarted")
 			}
 			r.members = map[string]protocol.Member{}
@@ -156,8 +158,8 @@ func (r *Room) handle(epoch string, ev broker.Event) {
 	if chat {
 		r.remember(ev)
 	}
-	for _, s := range r.sessions {
-		if s.pending && (s.presence || !presence) {
+	for _, s := range r.joining.s {
+		if s.presence || !presence {
 			s.buffered = append(s.buffered, ev)
 		}
 	}
@@ -216,7 +218,7 @@ func (r *Room) recentLocked() []broker.Event {
 // fan-out outrun the machine and queue.
 func (r *Room) fanoutDelayLocked() time.Duration {
 	d := r.g.cfg.FanoutDelay
-	if n := len(r.sessions); n > 1000 {
+	if n := len(r.sessions.s); n > 1000 {
 		d = d * time.Duration(n) / 1000
 	}
 	return d
@@ -242,9 +244,12 @@ func (r *Room) flushLocked() {
 	}
 	r.lastFlush = time.Now()
 	first, last := r.batch[0].offset, r.batch[len(r.batch)-1].offset
-	var all, quiet []byte
-	built := false
-	for _, s := range r.sessions {
+	all, quiet := joinBatch(r.batch)
+	to := r.sessions.s
+	if len(quiet) == 0 {
+		to = r.watchers.s // only member events: a large room's joins cost nothing for the others
+	}
+	for _, s := range to {
 		switch {
 		case s.pending || s.liveAfter >= last:
 			continue // it has these events in its join reply
@@ -254,16 +259,10 @@ func (r *Room) flushLocked() {
 					s.sink.Send(b.frame)
 				}
 			}
-			continue
-		}
-		if !built {
-			all, quiet = joinBatch(r.batch)
-			built = true
-		}
-		if f := quiet; s.presence {
+		case s.presence:
 			s.sink.Send(all)
-		} else if len(f) > 0 {
-			s.sink.Send(f)
+		default:
+			s.sink.Send(quiet)
 		}
 	}
 	clear(r.batch)
@@ -335,25 +334,27 @@ func (r *Room) applyLocked(e *protocol.Event) {
 	case protocol.KindRoomClosed:
 		r.closed = true
 		r.recent = nil
-		for _, s := range r.sessions {
+		for _, s := range r.sessions.s {
 			s.sink.Kick(r.name, protocol.CloseRoomClosed, "room closed")
 		}
-		r.sessions = nil
-		r.local = map[string]*Session{}
+		r.clearSessionsLocked()
 	}
+}
+
+// clearSessionsLocked forgets every local session.
+func (r *Room) clearSessionsLocked() {
+	for _, s := range r.sessions.s {
+		s.gone = true
+	}
+	r.sessions, r.watchers, r.joining = sessionList{}, sessionList{}, sessionList{}
+	r.local = map[string]*Session{}
 }
 
 // dropLocked removes a session from the fan-out list and the identity index.
 func (r *Room) dropLocked(s *Session) {
-	for i, o := range r.sessions {
-		if o == s {
-			last := len(r.sessions) - 1
-			r.sessions[i] = r.sessions[last]
-			r.sessions[last] = nil
-			r.sessions = r.sessions[:last]
-			break
-		}
-	}
+	r.sessions.remove(s, listAll)
+	r.watchers.remove(s, listWatchers)
+	r.joining.remove(s, listJoining)
 	if r.local[s.member.Identity] == s {
 		delete(r.local, s.member.Identity)
 	}
@@ -400,4 +401,32 @@ func (r *Room) logLeave(ctx context.Context, id string, now time.Time) {
 		}
 		r.mu.Unlock()
 	}
+}
+
+// The lists a session can be in; Session.idx holds its place in each.
+const (
+	listAll = iota
+	listWatchers
+	listJoining
+)
+
+// sessionList is an unordered list of sessions with constant-time removal.
+type sessionList struct{ s []*Session }
+
+func (l *sessionList) add(s *Session, list int) {
+	s.idx[list] = len(l.s)
+	l.s = append(l.s, s)
+}
+
+func (l *sessionList) remove(s *Session, list int) {
+	i := s.idx[list]
+	if i < 0 || i >= len(l.s) || l.s[i] != s {
+		return
+	}
+	last := len(l.s) - 1
+	l.s[i] = l.s[last]
+	l.s[i].idx[list] = i
+	l.s[last] = nil
+	l.s = l.s[:last]
+	s.idx[list] = -1
 }

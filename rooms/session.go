@@ -49,6 +49,7 @@ type Session struct {
 	buffered  []broker.Event // events that arrived while pending
 	liveAfter uint64         // the join reply covered events up to this offset
 	gone      bool           // removed from the room's session list
+	idx       [3]int         // place in the room's session lists (listAll, listWatchers, listJoining)
 }
 
 // Member returns who this session is.
@@ -66,7 +67,7 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{room: r, member: a.Member, actor: a, sink: sink, presence: p.Presence, pending: true}
+	s := &Session{room: r, member: a.Member, actor: a, sink: sink, presence: p.Presence, pending: true, idx: [3]int{-1, -1, -1}}
 
 	r.presence.Lock()
 	r.mu.Lock()
@@ -95,7 +96,11 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 	}
 	delete(r.leaving, a.Member.Identity)
 	r.local[a.Member.Identity] = s
-	r.sessions = append(r.sessions, s)
+	r.sessions.add(s, listAll)
+	r.joining.add(s, listJoining)
+	if s.presence {
+		r.watchers.add(s, listWatchers)
+	}
 	needJoin := !present || r.members[a.Member.Identity] != a.Member
 	r.mu.Unlock()
 	if needJoin {
@@ -166,6 +171,7 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 		}
 	}
 	s.buffered, s.pending, s.liveAfter = nil, false, r.applied
+	r.joining.remove(s, listJoining)
 	frame, err := json.Marshal(reply)
 	if err != nil {
 		return nil, err
