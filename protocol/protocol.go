@@ -152,6 +152,7 @@ type RoomInfo struct {
 	Title      string   `json:"title,omitempty"`
 	Languages  []string `json:"languages,omitempty"`
 	Guests     bool     `json:"guests"`
+	Listed     bool     `json:"listed,omitempty"`
 	MaxMembers int      `json:"max_members,omitempty"`
 	Created    int64    `json:"created"` // unix milliseconds
 }

@@ -16,6 +16,8 @@ type Settings struct {
 	Languages []string `json:"languages,omitempty"`
 	// Guests admits anonymous participants (no token) into the room.
 	Guests bool `json:"guests"`
+	// Listed shows the room on the server's public landing page.
+	Listed bool `json:"listed,omitempty"`
 	// MaxMembers caps how many members may be in the room; 0 means the registry's default.
 	MaxMembers int `json:"max_members,omitempty"`
 	// EmptyTTL is how long the room lives with nobody in it before it expires; 0 means the registry's
@@ -53,7 +55,7 @@ func (s *Settings) Validate() error {
 // Info is the room as clients see it.
 func (s *Settings) Info() protocol.RoomInfo {
 	return protocol.RoomInfo{
-		Name: s.Name, Title: s.Title, Languages: s.Languages, Guests: s.Guests,
+		Name: s.Name, Title: s.Title, Languages: s.Languages, Guests: s.Guests, Listed: s.Listed,
 		MaxMembers: s.MaxMembers, Created: s.Created.UnixMilli(),
 	}
 }

@@ -36,6 +36,7 @@ type apiRoom struct {
 	Title           string    `json:"title,omitempty"`
 	Languages       []string  `json:"languages,omitempty"`
 	Guests          bool      `json:"guests"`
+	Listed          bool      `json:"listed"`
 	MaxMembers      int       `json:"max_members,omitempty"`
 	EmptyTTLSeconds int64     `json:"empty_ttl_seconds"`
 	Created         time.Time `json:"created"`
@@ -47,7 +48,7 @@ type apiRoom struct {
 }
 
 func toAPIRoom(st rooms.Status) apiRoom {
-	return apiRoom{Name: st.Name, Title: st.Title, Languages: st.Languages, Guests: st.Guests, MaxMembers: st.MaxMembers,
+	return apiRoom{Name: st.Name, Title: st.Title, Languages: st.Languages, Guests: st.Guests, Listed: st.Listed, MaxMembers: st.MaxMembers,
 		EmptyTTLSeconds: int64(st.EmptyTTL / time.Second), Created: st.Created.UTC().Truncate(time.Millisecond),
 		Members: st.Members, Local: st.Local, Epoch: st.Epoch, Offset: st.Offset, Loaded: st.Loaded}
 }
@@ -62,6 +63,7 @@ type roomRequest struct {
 	Title           string   `json:"title"`
 	Languages       []string `json:"languages"`
 	Guests          bool     `json:"guests"`
+	Listed          bool     `json:"listed"`
 	MaxMembers      int      `json:"max_members"`
 	EmptyTTLSeconds int      `json:"empty_ttl_seconds"`
 }
@@ -71,7 +73,7 @@ func (s *Server) apiCreateRoom(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	set := rooms.Settings{Name: req.Name, Title: req.Title, Languages: req.Languages, Guests: req.Guests,
+	set := rooms.Settings{Name: req.Name, Title: req.Title, Languages: req.Languages, Guests: req.Guests, Listed: req.Listed,
 		MaxMembers: req.MaxMembers, EmptyTTL: time.Duration(req.EmptyTTLSeconds) * time.Second}
 	switch {
 	case req.EmptyTTLSeconds < 0 || req.EmptyTTLSeconds > 366*24*3600:

@@ -21,6 +21,7 @@ import (
 	"github.com/liveforum/liveforum/broker"
 	"github.com/liveforum/liveforum/rooms"
 	"github.com/liveforum/liveforum/server"
+	"github.com/liveforum/liveforum/web"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -96,7 +97,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 		reg.Close(1001, "")
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(nil), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	app := web.Routes(web.Options{DevMode: cfg.devMode, Version: version, PublicRooms: publicRooms(reg)})
+	hs := &http.Server{Handler: srv.Handler(app), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -132,12 +134,30 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 	return nil
 }
 
+// publicRooms lists the rooms marked "listed" for the landing page.
+func publicRooms(reg *rooms.Registry) func(context.Context) ([]web.PublicRoom, error) {
+	return func(ctx context.Context) ([]web.PublicRoom, error) {
+		all, err := reg.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var out []web.PublicRoom
+		for _, st := range all {
+			if st.Listed {
+				out = append(out, web.PublicRoom{Name: st.Name, Title: st.Title, Languages: st.Languages,
+					Guests: st.Guests, Members: st.Members})
+			}
+		}
+		return out, nil
+	}
+}
+
 // devBanner creates the default room and prints what a first-time user needs.
 func devBanner(ctx context.Context, w io.Writer, srv *server.Server, reg *rooms.Registry, cfg *config, base string) {
 	fmt.Fprintf(w, "\nliveforum is running in development mode (no LIVEFORUM_SECRET): keys are made up for this run.\n")
 	fmt.Fprintf(w, "  websocket: %s/ws   admin key: %s\n", strings.Replace(base, "http", "ws", 1), cfg.AdminKey)
 	if cfg.DefaultRoom != "" {
-		_, err := reg.Create(ctx, rooms.Settings{Name: cfg.DefaultRoom, Title: "Lobby", Guests: true, EmptyTTL: 24 * time.Hour})
+		_, err := reg.Create(ctx, rooms.Settings{Name: cfg.DefaultRoom, Title: "Lobby", Guests: true, Listed: true, EmptyTTL: 24 * time.Hour})
 		if err != nil && !errors.Is(err, rooms.ErrExists) {
 			fmt.Fprintf(w, "  could not create room %q: %v\n", cfg.DefaultRoom, err)
 			return
