@@ -51,6 +51,9 @@ type Claims struct {
 	// Session marks a session token: the server minted it for a guest or the holder of an invite link,
 	// and renews it each time it is used, so that a returning participant keeps their identity.
 	Session bool
+	// Until caps the expiry a session token may be renewed to (an invitee's session ends with the invite);
+	// zero: no cap.
+	Until time.Time
 }
 
 // Validate checks the field rules documented on Claims. Errors wrap ErrInvalid.
@@ -181,12 +184,13 @@ func GenerateKey() Key {
 // tokenClaims is the JWT body: registered claims plus liveforum's own.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Room    string `json:"room"`
-	Name    string `json:"name"`
-	Role    Role   `json:"role"`
-	Lang    string `json:"lang,omitempty"`
-	Invite  bool   `json:"inv,omitempty"`
-	Session bool   `json:"ses,omitempty"`
+	Room    string           `json:"room"`
+	Name    string           `json:"name"`
+	Role    Role             `json:"role"`
+	Lang    string           `json:"lang,omitempty"`
+	Invite  bool             `json:"inv,omitempty"`
+	Session bool             `json:"ses,omitempty"`
+	Until   *jwt.NumericDate `json:"until,omitempty"`
 }
 
 // Sign validates c and returns it as a JWT signed with the ring's current key. Times are kept to the second.
@@ -198,6 +202,9 @@ func (k *Keyring) Sign(c Claims) (string, error) {
 		RegisteredClaims: jwt.RegisteredClaims{Subject: c.Identity, ExpiresAt: jwt.NewNumericDate(c.Expires)},
 		Room:             c.Room, Name: c.Name, Role: c.Role, Lang: c.Lang, Invite: c.Invite,
 		Session: c.Session,
+	}
+	if !c.Until.IsZero() {
+		tc.Until = jwt.NewNumericDate(c.Until)
 	}
 	if !c.IssuedAt.IsZero() {
 		tc.IssuedAt = jwt.NewNumericDate(c.IssuedAt)
@@ -240,6 +247,9 @@ func (k *Keyring) Verify(token string, now time.Time) (Claims, error) {
 		Room: tc.Room, Identity: tc.Subject, Name: tc.Name, Role: tc.Role, Lang: tc.Lang, Invite: tc.Invite,
 		Session: tc.Session,
 		Expires: tc.ExpiresAt.UTC(), // WithExpirationRequired guarantees ExpiresAt
+	}
+	if tc.Until != nil {
+		c.Until = tc.Until.UTC()
 	}
 	if tc.IssuedAt != nil {
 		c.IssuedAt = tc.IssuedAt.UTC()

@@ -516,25 +516,30 @@ func (c *Client) run(ws *websocket.Conn) {
 		c.mu.Lock()
 		c.redials++
 		c.mu.Unlock()
+		c.mu.Lock()
+		all := make(map[string]roomState, len(c.rooms))
+		for name, st := range c.rooms {
+			all[name] = *st
+		}
+		c.mu.Unlock()
 		c.wg.Add(1)
-		go c.rejoin()
+		go c.rejoin(all)
 	}
 }
 
-// rejoin joins every room again from its position after a reconnect. Replies are processed by the read
-// loop, which delivers the missed events; a failed recovery is delivered as a Reset event.
-func (c *Client) rejoin() {
+// rejoin joins rooms again from their positions (after a reconnect, or a "left" that invites it). Replies
+// are processed by the read loop, which delivers the missed events; a failed recovery is delivered as a
+// Reset event, a refused join as a Left event.
+func (c *Client) rejoin(rooms map[string]roomState) {
 	defer c.wg.Done()
-	c.mu.Lock()
 	type rj struct {
 		room string
 		st   roomState
 	}
 	var list []rj
-	for name, st := range c.rooms {
-		list = append(list, rj{name, *st})
+	for name, st := range rooms {
+		list = append(list, rj{name, st})
 	}
-	c.mu.Unlock()
 	for _, r := range list {
 		pos := r.st.pos
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -629,7 +634,15 @@ func (c *Client) dispatch(ws *websocket.Conn, msg []byte, now time.Time) error {
 		var left protocol.Left
 		_ = json.Unmarshal(m.Data, &left)
 		c.mu.Lock()
-		_, was := c.rooms[m.Room]
+		st, was := c.rooms[m.Room]
+		if was && protocol.CloseReconnect(left.Code) && c.opts.Reconnect {
+			// Out for a reason that passes (the room's log restarted): join again from our position;
+			// the reply says whether the history survived (a Reset if not).
+			c.wg.Add(1)
+			go c.rejoin(map[string]roomState{m.Room: *st})
+			c.mu.Unlock()
+			return nil
+		}
 		delete(c.rooms, m.Room)
 		c.mu.Unlock()
 		if was {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/liveforum/liveforum/protocol"
+	"github.com/liveforum/liveforum/rooms"
 )
 
 // A guest keeps its identity across reconnects with the session token, which is renewed each time; a bad
@@ -45,5 +46,36 @@ func TestGuestSessionTokenIsRenewedAndKeepsIdentity(t *testing.T) {
 	var third protocol.AuthReply
 	if err := protocol.DecodeData(r3.next().Data, &third); err != nil || third.Token != "" {
 		t.Fatalf("access token auth: %+v %v", third, err)
+	}
+}
+
+// An invitee's session token is renewed on use, but never beyond the invite it came from.
+func TestInviteeSessionEndsWithTheInvite(t *testing.T) {
+	ts := newTestServer(t, nil)
+	if _, err := ts.reg.Create(t.Context(), rooms.Settings{Name: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := ts.srv.MintInvite("r", "speaker", 2*time.Hour, "http://x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ts.raw(t, nil)
+	r.send(`{"type":"auth","id":1,"data":{"token":"` + inv.Token + `","name":"Ana"}}`)
+	var first protocol.AuthReply
+	if err := protocol.DecodeData(r.next().Data, &first); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := ts.keys.Verify(first.Token, time.Now())
+	if err != nil || !cl.Session || cl.Until.IsZero() || cl.Expires.After(inv.Expires) || first.Member.Role != "speaker" {
+		t.Fatalf("invitee session token %+v (%v), invite expires %v", cl, err, inv.Expires)
+	}
+	again := ts.raw(t, nil)
+	again.send(`{"type":"auth","id":1,"data":{"token":"` + first.Token + `"}}`)
+	var second protocol.AuthReply
+	if err := protocol.DecodeData(again.next().Data, &second); err != nil {
+		t.Fatal(err)
+	}
+	if cl2, err := ts.keys.Verify(second.Token, time.Now()); err != nil || cl2.Expires.After(inv.Expires) || second.Member != first.Member {
+		t.Fatalf("renewed: %+v %v", cl2, err)
 	}
 }

@@ -257,7 +257,7 @@ func (c *conn) readLoop(ctx context.Context) (code int, reason string, clientLef
 			return protocol.CloseUnauthorized, "authenticate first", false
 		}
 		if c.who != nil {
-			if c.who.expires.Add(auth.Leeway).Before(c.s.now()) {
+			if !c.who.session && c.who.expires.Add(auth.Leeway).Before(c.s.now()) {
 				return protocol.CloseTokenExpired, "token expired", false
 			}
 			_ = c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongWait))

@@ -23,6 +23,9 @@ type identity struct {
 	role    auth.Role
 	room    string // room the credentials are for; "*" any
 	expires time.Time
+	// session: the identity came from a session token (guest, invitee); its expiry only limits reconnects,
+	// not a connection that is already open.
+	session bool
 	invited bool // came with an invite link, or the session token it gave: may not create rooms
 }
 
@@ -130,22 +133,27 @@ func (c *conn) handleAuth(env protocol.Envelope) (int, string) {
 func (s *Server) authenticate(req protocol.AuthRequest) (*identity, string, error) {
 	now := s.now()
 	if req.Token == "" {
-		return s.newcomer(req, auth.RoleGuest, "*", "guest-", now.Add(s.cfg.SessionTTL))
+		return s.newcomer(req, auth.RoleGuest, "*", "guest-", time.Time{})
 	}
 	cl, err := s.cfg.Keys.Verify(req.Token, now)
 	if err != nil {
 		return nil, "", err
 	}
 	if cl.Invite {
-		return s.newcomer(req, cl.Role, cl.Room, "inv-", earlier(cl.Expires, now.Add(s.cfg.SessionTTL)))
+		return s.newcomer(req, cl.Role, cl.Room, "inv-", cl.Expires)
 	}
 	who := &identity{member: protocol.Member{Identity: cl.Identity, Name: cl.Name, Role: string(cl.Role), Lang: cl.Lang},
 		role: cl.Role, room: cl.Room, expires: cl.Expires, invited: cl.Session && strings.HasPrefix(cl.Identity, "inv-")}
 	if !cl.Session {
 		return who, "", nil
 	}
+	// A session token is renewed on use; an invitee's never beyond its invite.
 	cl.Expires, cl.IssuedAt = now.Add(s.cfg.SessionTTL), now
+	if !cl.Until.IsZero() && cl.Until.Before(cl.Expires) {
+		cl.Expires = cl.Until
+	}
 	who.expires = cl.Expires
+	who.session = true
 	tok, err := s.cfg.Keys.Sign(cl)
 	return who, tok, err
 }
@@ -157,8 +165,13 @@ func earlier(a, b time.Time) time.Time {
 	return b
 }
 
-// newcomer mints an identity for someone who chose their own name (a guest, or the holder of an invite link).
-func (s *Server) newcomer(req protocol.AuthRequest, role auth.Role, room, prefix string, expires time.Time) (*identity, string, error) {
+// newcomer mints an identity for someone who chose their own name (a guest, or the holder of an invite
+// link), with a session token renewable until the given time (zero: indefinitely).
+func (s *Server) newcomer(req protocol.AuthRequest, role auth.Role, room, prefix string, until time.Time) (*identity, string, error) {
+	expires := s.now().Add(s.cfg.SessionTTL)
+	if !until.IsZero() {
+		expires = earlier(expires, until)
+	}
 	name := cleanName(req.Name)
 	if name == "" || utf8.RuneCountInString(name) > protocol.MaxNameRunes {
 		return nil, "", errBadName
@@ -167,9 +180,9 @@ func (s *Server) newcomer(req protocol.AuthRequest, role auth.Role, room, prefix
 		return nil, "", errBadLang
 	}
 	who := &identity{member: protocol.Member{Identity: prefix + uuid.NewString(), Name: name, Role: string(role), Lang: req.Lang},
-		role: role, room: room, expires: expires, invited: prefix == "inv-"}
+		role: role, room: room, expires: expires, invited: prefix == "inv-", session: true}
 	tok, err := s.cfg.Keys.Sign(auth.Claims{Room: room, Identity: who.member.Identity, Name: name, Role: role,
-		Lang: req.Lang, Expires: expires, IssuedAt: s.now(), Session: true})
+		Lang: req.Lang, Expires: expires, IssuedAt: s.now(), Session: true, Until: until})
 	if err != nil {
 		return nil, "", err
 	}
