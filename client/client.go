@@ -247,6 +247,11 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 			return nil, fmt.Errorf("client: auth reply: %w", err)
 		}
 		c.mu.Lock()
+		if c.closed { // Close ran while this connection was being made
+			c.mu.Unlock()
+			ws.Close()
+			return nil, ErrDisconnected
+		}
 		c.auth = ar
 		if ar.Token != "" {
 			c.session = ar.Token
@@ -546,6 +551,14 @@ func (c *Client) rejoin(rooms map[string]roomState) {
 		_, err := c.request(ctx, protocol.TypeJoin, r.room, protocol.JoinRequest{Since: &pos, Presence: r.st.presence}, r.room)
 		cancel()
 		var re *RequestError
+		if errors.As(err, &re) && re.Code == protocol.CodeAlreadyJoined {
+			continue // another rejoin got there first
+		}
+		if errors.As(err, &re) && (re.Code == protocol.CodeUnavailable || re.Code == protocol.CodeInternal) {
+			c.log.Info("rejoin failed for now; reconnecting", "room", r.room, "err", err)
+			c.Drop() // the whole recovery is retried after a backoff
+			return
+		}
 		if errors.As(err, &re) { // the server refused: the room is gone for this client
 			c.log.Info("rejoin refused", "room", r.room, "err", err)
 			c.mu.Lock()
@@ -701,7 +714,11 @@ func (c *Client) joined(room string, data json.RawMessage, now time.Time) error 
 			}
 		}
 	}
-	r.pos = protocol.Position{Epoch: reply.Epoch, Offset: max(reply.Offset, lastOffset(reply.Events))}
+	next := max(reply.Offset, lastOffset(reply.Events))
+	if rejoin && !reset && r.pos.Epoch == reply.Epoch {
+		next = max(next, r.pos.Offset) // a lagging node must not make us take events twice
+	}
+	r.pos = protocol.Position{Epoch: reply.Epoch, Offset: next}
 	c.mu.Unlock()
 	if reset {
 		return c.deliver(Event{Room: room, Reset: &reply, Received: now})

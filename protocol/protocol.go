@@ -295,7 +295,7 @@ func Marshal(typ string, id uint64, room string, v any) []byte {
 	var data []byte
 	if v != nil {
 		var err error
-		if data, err = json.Marshal(v); err != nil {
+		if data, err = encode(v); err != nil {
 			panic("protocol: cannot encode " + typ + ": " + err.Error())
 		}
 	}
@@ -316,6 +316,21 @@ func Marshal(typ string, id uint64, room string, v any) []byte {
 	}
 	return append(buf, '}')
 }
+
+// encode is json.Marshal without HTML escaping: clients render text, never HTML, and escaping would make
+// every '<' in a chat message six bytes (also inside json.RawMessage payloads, which Marshal re-compacts).
+func encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+}
+
+// Encode is encode for other packages: the JSON of v, without HTML escaping.
+func Encode(v any) ([]byte, error) { return encode(v) }
 
 // MarshalError encodes an error message answering request id (0: a notice).
 func MarshalError(id uint64, room, code, message string) []byte {

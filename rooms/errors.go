@@ -15,4 +15,5 @@ var (
 	ErrNoMember      = errors.New("rooms: no such member")
 	ErrBadSettings   = errors.New("rooms: invalid room settings")
 	ErrRegistryClose = errors.New("rooms: registry closed")
+	ErrRetry         = errors.New("rooms: room restarted, join again")
 )

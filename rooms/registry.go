@@ -31,6 +31,9 @@ type Config struct {
 	// MaxRecover is the most missed events a recovery replays before it reports the history gone
 	// (default 10000).
 	MaxRecover int
+	// MaxReplyBytes bounds the events in a join reply (default 4 MiB): a recovery that would need more
+	// is answered as a fresh join (the client reloads), and the recent history is cut to its newest part.
+	MaxReplyBytes int
 	// EmptyTTL is how long a room lives with nobody in it (default 10 minutes).
 	EmptyTTL time.Duration
 	// LeaveGrace is how long a member whose connection dropped stays in the room before its leave is
@@ -59,6 +62,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxRecover <= 0 {
 		c.MaxRecover = 10000
+	}
+	if c.MaxReplyBytes <= 0 {
+		c.MaxReplyBytes = 4 << 20
 	}
 	if c.EmptyTTL <= 0 {
 		c.EmptyTTL = 10 * time.Minute

@@ -3,6 +3,7 @@ package rooms
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,5 +49,30 @@ func TestHistoryOnJoinNegativeMeansNone(t *testing.T) {
 	mustChat(t, s, "hello")
 	if _, _, r := none.join(person("bob", "participant"), "r", JoinParams{}); len(r.Events) != 0 {
 		t.Fatalf("HistoryOnJoin<0 still sent %d events", len(r.Events))
+	}
+}
+
+// A join reply is bounded in bytes: a recovery that would not fit is answered as a fresh join, and the
+// recent history is cut to its newest messages that fit. HTML-like text is not inflated by escaping.
+func TestJoinReplyIsBoundedInBytes(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxReplyBytes = 2000 })
+	e.create(Settings{Name: "r"})
+	ana, _, _ := e.join(person("ana", "participant"), "r", JoinParams{Presence: true})
+	bobS, _, first := e.join(person("bob", "participant"), "r", JoinParams{Presence: true})
+	pos := protocol.Position{Epoch: first.Epoch, Offset: first.Offset}
+	bobS.Leave(context.Background(), false)
+	var last uint64
+	for range 20 {
+		last = mustChat(t, ana, strings.Repeat("<b>", 60)) // 180 bytes of text, not 1080 once escaped
+	}
+	_, _, r := e.join(person("bob", "participant"), "r", JoinParams{Since: &pos, Presence: true})
+	if r.Recovered {
+		t.Fatalf("a recovery of %d events over a 2000-byte budget was honoured", len(r.Events))
+	}
+	if n := len(r.Events); n == 0 || n >= 20 || r.Events[n-1].Offset != last {
+		t.Fatalf("fresh join history: %d events, last %v (want the newest, fewer than 20)", n, r.Events)
+	}
+	if !strings.Contains(string(r.Events[0].Data), "<b><b>") {
+		t.Fatalf("event text was escaped: %s", r.Events[0].Data)
 	}
 }

@@ -103,7 +103,7 @@ func (r *Room) append(ctx context.Context, ev protocol.Event) (broker.Position, 
 	if ev.Time == 0 {
 		ev.Time = r.g.cfg.Now().UnixMilli()
 	}
-	data, err := json.Marshal(ev)
+	data, err := protocol.Encode(ev) // no HTML escaping: "<" stays one byte
 	if err != nil {
 		return broker.Position{}, err
 	}
@@ -146,6 +146,7 @@ func (r *Room) handle(epoch string, ev broker.Event) {
 			for _, s := range r.sessions.s {
 				s.sink.Kick(r.name, protocol.CloseShutdown, "room log restarted")
 			}
+			r.clearSessionsLocked()
 			r.members = map[string]protocol.Member{}
 			r.recent, r.batch = nil, r.batch[:0]
 		}

@@ -117,7 +117,7 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 	var hist broker.History
 	if p.Since != nil {
 		hist, err = g.b.History(ctx, name, broker.HistoryOptions{Since: &broker.Position{Epoch: p.Since.Epoch, Offset: p.Since.Offset}, Limit: g.cfg.MaxRecover})
-		recovered = err == nil
+		recovered = err == nil && eventBytes(hist.Events) <= g.cfg.MaxReplyBytes
 		if errors.Is(err, broker.ErrHistoryGone) {
 			err = nil
 		}
@@ -130,6 +130,9 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s.gone {
+		if !r.closed {
+			return nil, fmt.Errorf("%w: %q", ErrRetry, name) // the log restarted meanwhile
+		}
 		return nil, fmt.Errorf("%w: %q", ErrClosed, name)
 	}
 	reply := protocol.JoinReply{Room: r.settings.Info(), Self: s.member, Epoch: r.epoch, Offset: r.applied,
@@ -147,7 +150,7 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 	}
 	if !reply.Recovered {
 		// A fresh join takes the recent chat from the room's state, which is exactly as of r.applied.
-		hist.Events = r.recentLocked()
+		hist.Events = newestWithin(r.recentLocked(), g.cfg.MaxReplyBytes)
 	}
 	var last uint64 // events up to here are in the reply or were seen by the client already
 	if reply.Recovered {
@@ -172,23 +175,40 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 	}
 	s.buffered, s.pending, s.liveAfter = nil, false, r.applied
 	r.joining.remove(s, listJoining)
-	frame, err := json.Marshal(reply)
-	if err != nil {
-		return nil, err
+	data, err := protocol.Encode(reply) // an error here (a corrupt event in the log) fails this join only
+	if err == nil && !sink.Send(protocol.Marshal(protocol.TypeReply, p.ID, name, json.RawMessage(data))) {
+		err = errors.New("rooms: join reply not queued: connection closing")
 	}
-	env := protocol.Marshal(protocol.TypeReply, p.ID, name, json.RawMessage(frame))
-	if !sink.Send(env) {
+	if err != nil {
 		// The join was logged: treat it as a dropped connection, whose leave the sweeper logs.
 		if r.local[s.member.Identity] == s {
 			r.leaving[s.member.Identity] = r.g.cfg.Now().Add(r.g.cfg.LeaveGrace)
 		}
 		r.dropLocked(s)
-		return nil, fmt.Errorf("rooms: join reply not queued: connection closing")
+		return nil, err
 	}
 	return s, nil
 }
 
 func isPresence(data []byte) bool { return bytes.HasPrefix(data, prefixPresence) }
+
+func eventBytes(evs []broker.Event) int {
+	n := 0
+	for _, ev := range evs {
+		n += len(ev.Data) + 24
+	}
+	return n
+}
+
+// newestWithin returns the newest events whose sizes add up to at most budget.
+func newestWithin(evs []broker.Event, budget int) []broker.Event {
+	i := len(evs)
+	for i > 0 && budget >= len(evs[i-1].Data)+24 {
+		budget -= len(evs[i-1].Data) + 24
+		i--
+	}
+	return evs[i:]
+}
 
 // Leave takes the session out of the room. An explicit leave is logged at once; a dropped connection's
 // leave is logged after the registry's LeaveGrace unless the member comes back first.

@@ -56,7 +56,8 @@ func (c *conn) Send(frame []byte) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if c.queued+len(frame) > c.s.cfg.MaxQueueBytes {
+	// The bound is on backlog: an empty queue takes one frame of any size (a large join reply).
+	if c.queued > 0 && c.queued+len(frame) > c.s.cfg.MaxQueueBytes {
 		c.startClosingLocked(protocol.CloseSlowConsumer, "slow consumer")
 		c.mu.Unlock()
 		c.s.metrics.slowConsumers.Add(1)
@@ -158,7 +159,7 @@ func (c *conn) writeLoop() {
 
 		if len(batch) > 0 && !(closing && code == protocol.CloseSlowConsumer) {
 			if err := c.writeBatch(batch); err != nil {
-				c.log.Debug("write failed", "err", err)
+				c.s.log.Debug("write failed", "err", err)
 				closing, code = true, 0
 			}
 		}

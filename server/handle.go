@@ -62,6 +62,7 @@ func (c *conn) handle(ctx context.Context, env protocol.Envelope) (int, string) 
 		delete(c.sessions, env.Room)
 		c.mu.Lock()
 		c.joined--
+		delete(c.kicked, env.Room)
 		c.mu.Unlock()
 		c.reply(env.ID, env.Room, struct{}{})
 	case protocol.TypeChat:
@@ -140,6 +141,9 @@ func (s *Server) authenticate(req protocol.AuthRequest) (*identity, string, erro
 		return nil, "", err
 	}
 	if cl.Invite {
+		if !cl.Expires.After(now) { // accepted within the clock-skew leeway: too late to start a session
+			return nil, "", fmt.Errorf("%w: invite", auth.ErrExpired)
+		}
 		return s.newcomer(req, cl.Role, cl.Room, "inv-", cl.Expires)
 	}
 	who := &identity{member: protocol.Member{Identity: cl.Identity, Name: cl.Name, Role: string(cl.Role), Lang: cl.Lang},
@@ -234,6 +238,7 @@ func (c *conn) handleJoin(ctx context.Context, env protocol.Envelope) {
 	if err != nil {
 		c.mu.Lock()
 		c.joined--
+		delete(c.kicked, env.Room)
 		c.mu.Unlock()
 		c.fail(env.ID, env.Room, err)
 		return
@@ -296,8 +301,8 @@ func errorCode(err error) (string, string) {
 		code = protocol.CodeRateLimited
 	case errors.Is(err, rooms.ErrTooLong):
 		code = protocol.CodeTooLong
-	case errors.Is(err, broker.ErrClosed), errors.Is(err, rooms.ErrRegistryClose),
-		errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, broker.ErrClosed), errors.Is(err, rooms.ErrRegistryClose), errors.Is(err, rooms.ErrRetry),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		code = protocol.CodeUnavailable
 	}
 	if code == protocol.CodeInternal {

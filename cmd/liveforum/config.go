@@ -162,7 +162,7 @@ func (c *config) validate() error {
 	check(c.ChatRate > 0 && c.ChatBurst > 0 && c.MsgRate > 0 && c.MsgBurst > 0, "rates and bursts must be positive")
 	check(c.FanoutDelay >= 0 && c.FanoutDelay <= time.Second, "fanout-delay must be 0..1s")
 	check(c.PingInterval >= time.Second, "ping-interval must be at least 1s")
-	check(c.WriteTimeout >= time.Second, "write-timeout must be at least 1s")
+	check(c.WriteTimeout >= 3*time.Second, "write-timeout must be at least 3s (the close handshake takes up to 3s)")
 	return errors.Join(errs...)
 }
 

@@ -76,7 +76,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 		historyOnJoin = -1 // rooms.Config: 0 is "the default", negative is "none"
 	}
 	reg := rooms.NewRegistry(b, rooms.Config{
-		HistoryOnJoin: historyOnJoin, EmptyTTL: cfg.RoomEmptyTTL, LeaveGrace: cfg.LeaveGrace,
+		HistoryOnJoin: historyOnJoin, MaxRecover: cfg.HistorySize, EmptyTTL: cfg.RoomEmptyTTL, LeaveGrace: cfg.LeaveGrace,
 		MaxMembers: cfg.MaxMembers, MaxChatRunes: cfg.MaxChatChars, FanoutDelay: cfg.FanoutDelay, Logger: log,
 	})
 	srv, err := server.New(server.Config{
