@@ -7,9 +7,10 @@ PKGS := ./...
 test: deps vet
 	$(GO) test -race -count=1 $(PKGS)
 
-# deps installs what the test suite needs on a fresh Debian machine (run as root; others get told).
+# deps installs what the test suite needs on a fresh Debian machine (run as root; others get told):
+# chromium for the browser tests in ./web.
 deps:
-	@scripts/install-test-deps.sh
+	@scripts/install-test-deps.sh chromium
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
