@@ -293,7 +293,7 @@ func authClaims(room, id string, ttl time.Duration) auth.Claims {
 
 // A client that stops reading is disconnected as a slow consumer; the others keep receiving everything.
 func TestSlowConsumerIsDisconnectedOthersKeepReceiving(t *testing.T) {
-	ts := newTestServer(t, func(c *Config, _ *rooms.Config) { c.MaxQueueBytes = 64 << 10 })
+	ts := newTestServer(t, func(c *Config, _ *rooms.Config) { c.MaxQueueBytes = 512 << 10 })
 	fast := ts.dial(client.Options{Token: ts.token("r", "fast", "Fast", auth.RoleParticipant)})
 	pub := ts.dial(client.Options{Token: ts.token("r", "pub", "Pub", auth.RoleBot)})
 	join(t, fast, "r")
@@ -324,7 +324,7 @@ func TestSlowConsumerIsDisconnectedOthersKeepReceiving(t *testing.T) {
 	slow.next()
 
 	text := strings.Repeat("€", 1900)
-	const n = 2000 // ~11 MB in all: far beyond the kernel's socket buffers plus the 64 KiB queue
+	const n = 2000 // ~11 MB in all: far beyond the kernel's socket buffers plus the 512 KiB queue
 	received := make(chan int, 1)
 	go func() {
 		count := 0
