@@ -181,7 +181,7 @@ func (s *Server) Handler(extra func(chi.Router)) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Use(middleware.GetHead) // HEAD answered like GET (uptime checks, curl -I)
-	r.Get("/ws", s.serveWS) // outside any timeout middleware: it lives as long as the connection
+	r.Get("/ws", s.serveWS)   // outside any timeout middleware: it lives as long as the connection
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Get("/readyz", s.serveReady)
 	r.Group(func(r chi.Router) {
