@@ -8,9 +8,9 @@ test: deps vet
 	$(GO) test -race -count=1 $(PKGS)
 
 # deps installs what the test suite needs on a fresh Debian machine (run as root; others get told):
-# chromium for the browser tests in ./web.
+# chromium for the browser tests in ./web, redis-server for the Redis broker tests in ./broker.
 deps:
-	@scripts/install-test-deps.sh chromium
+	@scripts/install-test-deps.sh chromium redis-server
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

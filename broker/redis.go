@@ -1,0 +1,439 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var _ Broker = (*Redis)(nil)
+
+// RedisOptions configure a Redis broker. Only URL is required; every other zero value means its default.
+type RedisOptions struct {
+	// URL is redis://[[user]:password@]host:port[/db] or rediss://… for TLS, as redis.ParseURL reads it.
+	URL string
+	// HistorySize is about how many events each room's stream keeps (XADD MAXLEN ~: Redis trims whole
+	// stream nodes, so it may keep somewhat more); 0 means 10000. It also caps History's Limit.
+	HistorySize int
+	// KeyTTL is how long a room's log keys live after its last Append, so abandoned rooms disappear;
+	// 0 means 24h. Room records (SaveRoom) never expire.
+	KeyTTL time.Duration
+	// Prefix starts every key and channel name; "" means "lf:". It must not contain '{' or '}'.
+	Prefix string
+	// Logger receives what the broker cannot return to a caller (a subscriber's failed catch-up);
+	// nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Redis is the broker for several nodes sharing one Redis. A room's log is a Redis Stream whose entry IDs
+// are "<offset>-0", beside a hash holding the log's epoch and top offset; one Lua script appends and
+// publishes, so every node sees the events in offset order. Each node holds one pub/sub connection; one
+// dispatcher goroutine reads it, notices gaps by offset (pub/sub is at-most-once, and a reconnect loses
+// what was published meanwhile) and fills them from the stream before delivering further.
+//
+// Keys of a room share the hash tag {room}: <prefix>{room}:log (stream), <prefix>{room}:meta (hash: epoch,
+// top); the room's channel is <prefix>{room}:ch. Room records live in the hash <prefix>rooms.
+//
+// Handlers are called from the dispatcher goroutine only, one call at a time across all rooms, so a slow
+// handler delays every room of the node. A handler must not call Subscribe (it waits for a confirmation
+// that only the dispatcher can process) nor Unsubscribe its own room.
+type Redis struct {
+	size   int
+	ttlMS  int64
+	prefix string
+	log    *slog.Logger
+
+	client *redis.Client
+	ps     *redis.PubSub
+
+	ctx    context.Context // cancelled by Close; bounds the dispatcher's Redis calls
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	subs   map[string]*redisSub // by channel name
+}
+
+// appendScript appends one event and publishes it.
+// KEYS: meta, log. ARGV: epoch for a new log, data, MAXLEN, TTL in ms, channel. Returns {epoch, offset}.
+var appendScript = redis.NewScript(`
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+end
+local top = string.format('%d', redis.call('HINCRBY', KEYS[1], 'top', 1))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], top .. '-0', 'd', ARGV[2])
+redis.call('PUBLISH', ARGV[5], epoch .. '|' .. top .. '|' .. ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return {epoch, top}
+`)
+
+// readScript reads a log's position and, atomically with it, a range of its stream.
+// KEYS: meta, log. ARGV: epoch to create when the log has none ("" = do not create, answer epoch ""),
+// TTL in ms, "XRANGE" | "XREVRANGE" | "" (no range), start, end, count. Returns {epoch, top, entries}.
+var readScript = redis.NewScript(`
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  if ARGV[1] == '' then return {'', '0', {}} end
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+local top = redis.call('HGET', KEYS[1], 'top') or '0'
+local entries = {}
+if ARGV[3] ~= '' then
+  entries = redis.call(ARGV[3], KEYS[2], ARGV[4], ARGV[5], 'COUNT', ARGV[6])
+end
+return {epoch, top, entries}
+`)
+
+// NewRedis connects to Redis (checked with a PING bounded by ctx) and starts the broker's dispatcher.
+// Close stops it.
+func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
+	if opts.HistorySize <= 0 {
+		opts.HistorySize = 10000
+	}
+	if opts.KeyTTL <= 0 {
+		opts.KeyTTL = 24 * time.Hour
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "lf:"
+	}
+	if strings.ContainsAny(opts.Prefix, "{}") {
+		return nil, fmt.Errorf("broker: redis: prefix %q contains '{' or '}'", opts.Prefix)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	ro, err := redis.ParseURL(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("broker: redis: %w", err)
+	}
+	// A command whose reply was lost may have run: retrying an Append could log the event twice. Callers
+	// get the error instead.
+	ro.MaxRetries = -1
+	client := redis.NewClient(ro)
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("broker: redis: ping %s: %w", ro.Addr, err)
+	}
+	b := &Redis{
+		size:   opts.HistorySize,
+		ttlMS:  max(opts.KeyTTL.Milliseconds(), 1),
+		prefix: opts.Prefix,
+		log:    opts.Logger,
+		client: client,
+		subs:   map[string]*redisSub{},
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.ps = client.Subscribe(b.ctx)
+	msgs := b.ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
+	b.wg.Add(1)
+	go b.dispatch(msgs)
+	return b, nil
+}
+
+// keys returns the names of a room's stream, meta hash and channel.
+func (b *Redis) keys(room string) (log, meta, channel string) {
+	tag := b.prefix + "{" + room + "}"
+	return tag + ":log", tag + ":meta", tag + ":ch"
+}
+
+func (b *Redis) roomsKey() string { return b.prefix + "rooms" }
+
+func (b *Redis) checkOpen() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Append implements Broker.
+func (b *Redis) Append(ctx context.Context, room string, data []byte) (Position, error) {
+	if err := b.checkOpen(); err != nil {
+		return Position{}, err
+	}
+	logKey, metaKey, channel := b.keys(room)
+	res, err := appendScript.Run(ctx, b.client, []string{metaKey, logKey},
+		newEpoch(), data, b.size, b.ttlMS, channel).StringSlice()
+	if err != nil {
+		return Position{}, fmt.Errorf("broker: redis: append to %q: %w", room, err)
+	}
+	if len(res) != 2 {
+		return Position{}, fmt.Errorf("broker: redis: append to %q: unexpected reply %q", room, res)
+	}
+	off, err := strconv.ParseUint(res[1], 10, 64)
+	if err != nil {
+		return Position{}, fmt.Errorf("broker: redis: append to %q: offset: %w", room, err)
+	}
+	return Position{Epoch: res[0], Offset: off}, nil
+}
+
+// read runs readScript: the log's position and, when cmd is set, up to count entries from start to end.
+// With create, a log without an epoch gets one (the epoch its first Append will use).
+func (b *Redis) read(ctx context.Context, room string, create bool, cmd, start, end string, count int) (Position, []Event, error) {
+	logKey, metaKey, _ := b.keys(room)
+	epoch := ""
+	if create {
+		epoch = newEpoch()
+	}
+	v, err := readScript.Run(ctx, b.client, []string{metaKey, logKey},
+		epoch, b.ttlMS, cmd, start, end, count).Slice()
+	if err != nil {
+		return Position{}, nil, fmt.Errorf("broker: redis: read %q: %w", room, err)
+	}
+	if len(v) != 3 {
+		return Position{}, nil, fmt.Errorf("broker: redis: read %q: unexpected reply of %d elements", room, len(v))
+	}
+	e, _ := v[0].(string)
+	topS, _ := v[1].(string)
+	top, err := strconv.ParseUint(topS, 10, 64)
+	if err != nil {
+		return Position{}, nil, fmt.Errorf("broker: redis: read %q: top: %w", room, err)
+	}
+	evs, err := parseEntries(v[2])
+	if err != nil {
+		return Position{}, nil, fmt.Errorf("broker: redis: read %q: %w", room, err)
+	}
+	return Position{Epoch: e, Offset: top}, evs, nil
+}
+
+// parseEntries reads XRANGE entries [[id, [field, value, …]], …] whose IDs are "<offset>-0" and whose
+// field d holds the event.
+func parseEntries(v any) ([]Event, error) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("stream entries: unexpected %T", v)
+	}
+	evs := make([]Event, 0, len(list))
+	for _, item := range list {
+		entry, ok := item.([]any)
+		if !ok || len(entry) != 2 {
+			return nil, fmt.Errorf("stream entry: unexpected %v", item)
+		}
+		id, _ := entry[0].(string)
+		ms, _, _ := strings.Cut(id, "-")
+		off, err := strconv.ParseUint(ms, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("stream entry id %q: %w", id, err)
+		}
+		fields, _ := entry[1].([]any)
+		ev := Event{Offset: off}
+		for i := 0; i+1 < len(fields); i += 2 {
+			if f, _ := fields[i].(string); f == "d" {
+				d, _ := fields[i+1].(string)
+				ev.Data = []byte(d)
+			}
+		}
+		evs = append(evs, ev)
+	}
+	return evs, nil
+}
+
+func streamID(off uint64) string { return strconv.FormatUint(off, 10) + "-0" }
+
+// History implements Broker. A room without a log gets its epoch here, so its first Append continues
+// from the position History reported.
+func (b *Redis) History(ctx context.Context, room string, opts HistoryOptions) (History, error) {
+	if err := b.checkOpen(); err != nil {
+		return History{}, err
+	}
+	limit := opts.Limit
+	if limit <= 0 || limit > b.size {
+		limit = b.size
+	}
+	if opts.Since != nil {
+		return b.historySince(ctx, room, *opts.Since, limit)
+	}
+	return b.historyTail(ctx, room, limit, opts.Match)
+}
+
+func (b *Redis) historySince(ctx context.Context, room string, since Position, limit int) (History, error) {
+	cmd, start := "XRANGE", ""
+	if since.Offset == math.MaxUint64 {
+		cmd = "" // beyond any top; only the position is needed
+	} else {
+		start = streamID(since.Offset + 1)
+	}
+	top, evs, err := b.read(ctx, room, true, cmd, start, "+", limit+1)
+	if err != nil {
+		return History{}, err
+	}
+	h := History{Top: top}
+	if since.Epoch != top.Epoch || since.Offset > top.Offset {
+		return h, fmt.Errorf("%w: epoch %q offset %d, log is at epoch %q offset %d", ErrHistoryGone, since.Epoch, since.Offset, top.Epoch, top.Offset)
+	}
+	missed := top.Offset - since.Offset
+	if missed > uint64(limit) {
+		return h, fmt.Errorf("%w: %d events missed, more than %d", ErrHistoryGone, missed, limit)
+	}
+	// The stream holds consecutive offsets up to top, minus what MAXLEN trimmed from the front.
+	if missed > 0 && (uint64(len(evs)) != missed || evs[0].Offset != since.Offset+1) {
+		return h, fmt.Errorf("%w: offset %d trimmed", ErrHistoryGone, since.Offset+1)
+	}
+	if missed > 0 {
+		h.Events = evs
+	}
+	return h, nil
+}
+
+// tailPage is how many entries historyTail reads per round trip when events are filtered.
+const tailPage = 256
+
+func (b *Redis) historyTail(ctx context.Context, room string, limit int, match func([]byte) bool) (History, error) {
+	page := limit
+	if match != nil {
+		page = min(limit, tailPage)
+	}
+	// Pages after the first are read in other round trips; if the log was replaced meanwhile (another
+	// epoch) the whole read starts again.
+	for range 3 {
+		var (
+			h       History
+			picked  []Event
+			start   = "+"
+			changed bool
+		)
+		for first := true; ; first = false {
+			top, evs, err := b.read(ctx, room, true, "XREVRANGE", start, "-", page)
+			if err != nil {
+				return History{}, err
+			}
+			if first {
+				h.Top = top
+			} else if top.Epoch != h.Top.Epoch {
+				changed = true
+				break
+			}
+			for _, ev := range evs {
+				if match == nil || match(ev.Data) {
+					picked = append(picked, ev)
+					if len(picked) == limit {
+						break
+					}
+				}
+			}
+			if len(picked) == limit || len(evs) < page {
+				break
+			}
+			start = "(" + streamID(evs[len(evs)-1].Offset)
+		}
+		if changed {
+			continue
+		}
+		if len(picked) > 0 {
+			h.Events = make([]Event, len(picked))
+			for i, ev := range picked {
+				h.Events[len(picked)-1-i] = ev
+			}
+		}
+		return h, nil
+	}
+	return History{}, fmt.Errorf("broker: redis: history of %q: the log kept being replaced while read", room)
+}
+
+// RemoveLog implements Broker. Subscriptions stay; their handlers see the next epoch from offset 1.
+func (b *Redis) RemoveLog(ctx context.Context, room string) error {
+	if err := b.checkOpen(); err != nil {
+		return err
+	}
+	logKey, metaKey, _ := b.keys(room)
+	if err := b.client.Del(ctx, logKey, metaKey).Err(); err != nil {
+		return fmt.Errorf("broker: redis: remove log of %q: %w", room, err)
+	}
+	return nil
+}
+
+// SaveRoom implements Broker.
+func (b *Redis) SaveRoom(ctx context.Context, name string, record []byte) error {
+	if err := b.checkOpen(); err != nil {
+		return err
+	}
+	if err := b.client.HSet(ctx, b.roomsKey(), name, record).Err(); err != nil {
+		return fmt.Errorf("broker: redis: save room %q: %w", name, err)
+	}
+	return nil
+}
+
+// LoadRoom implements Broker.
+func (b *Redis) LoadRoom(ctx context.Context, name string) ([]byte, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	r, err := b.client.HGet(ctx, b.roomsKey(), name).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: room %q", ErrNotFound, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("broker: redis: load room %q: %w", name, err)
+	}
+	return r, nil
+}
+
+// ListRooms implements Broker.
+func (b *Redis) ListRooms(ctx context.Context) (map[string][]byte, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	all, err := b.client.HGetAll(ctx, b.roomsKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("broker: redis: list rooms: %w", err)
+	}
+	out := make(map[string][]byte, len(all))
+	for k, v := range all {
+		out[k] = []byte(v)
+	}
+	return out, nil
+}
+
+// DeleteRoom implements Broker.
+func (b *Redis) DeleteRoom(ctx context.Context, name string) error {
+	if err := b.checkOpen(); err != nil {
+		return err
+	}
+	if err := b.client.HDel(ctx, b.roomsKey(), name).Err(); err != nil {
+		return fmt.Errorf("broker: redis: delete room %q: %w", name, err)
+	}
+	return nil
+}
+
+// Close implements Broker: it stops the dispatcher (waiting for a handler call in progress) and closes
+// the connections. Closing again does nothing.
+func (b *Redis) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	subs := b.subs
+	b.subs = nil
+	b.mu.Unlock()
+
+	b.cancel()
+	for _, st := range subs {
+		st.finish(ErrClosed)
+	}
+	// Closing the PubSub closes the channel the dispatcher ranges over.
+	psErr := b.ps.Close()
+	b.wg.Wait()
+	if err := errors.Join(psErr, b.client.Close()); err != nil {
+		return fmt.Errorf("broker: redis: close: %w", err)
+	}
+	return nil
+}

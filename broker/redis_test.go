@@ -1,0 +1,370 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/liveforum/liveforum/internal/redistest"
+)
+
+// newTestRedis returns a Redis broker on srv with a prefix of its own, closed when t ends.
+func newTestRedis(t *testing.T, srv *redistest.Server, opts RedisOptions) *Redis {
+	t.Helper()
+	if opts.URL == "" {
+		opts.URL = srv.URL()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if opts.Prefix == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		opts.Prefix = "lf" + hex.EncodeToString(b[:]) + ":"
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	r, err := NewRedis(ctx, opts)
+	if err != nil {
+		t.Fatalf("NewRedis: %v", err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// rawClient is a plain go-redis client on srv, for looking behind the broker's back.
+func rawClient(t *testing.T, srv *redistest.Server) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// TestRedisContract runs the shared suite against brokers that share one redis-server, each with its own
+// key prefix.
+func TestRedisContract(t *testing.T) {
+	srv := redistest.Start(t)
+	runContract(t, func(t *testing.T) Broker { return newTestRedis(t, srv, RedisOptions{}) })
+}
+
+// TestRedisContractSmallHistory runs the suite with a stream that is trimmed during the concurrent test.
+func TestRedisContractSmallHistory(t *testing.T) {
+	srv := redistest.Start(t)
+	runContract(t, func(t *testing.T) Broker { return newTestRedis(t, srv, RedisOptions{HistorySize: 64}) })
+}
+
+// expectDeliveries waits for the given events, in order, and then for nothing else after a sentinel.
+func expectDeliveries(t *testing.T, s *sink, epoch string, from uint64, data ...string) {
+	t.Helper()
+	for i, want := range data {
+		d := s.next(t)
+		if d.epoch != epoch || d.ev.Offset != from+uint64(i) || string(d.ev.Data) != want {
+			t.Fatalf("delivery %d: epoch %q offset %d data %q; want %q %d %q",
+				i, d.epoch, d.ev.Offset, d.ev.Data, epoch, from+uint64(i), want)
+		}
+	}
+}
+
+// appendEventually retries Append until Redis answers (it may be restarting), within waitTimeout. An
+// Append that failed never reached Redis here: the server was down or the connection dead before sending.
+func appendEventually(t *testing.T, b Broker, room, data string) Position {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		pos, err := b.Append(ctx, room, []byte(data))
+		cancel()
+		if err == nil {
+			return pos
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Append(%q) kept failing for %v: %v", data, waitTimeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRedisGapFill: an event whose PUBLISH was lost is read from the stream before the next published one.
+func TestRedisGapFill(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newTestRedis(t, srv, RedisOptions{})
+	raw := rawClient(t, srv)
+	ctx := t.Context()
+	room := uniqueName(t, "room")
+	s := newSink(16)
+	mustSubscribe(t, b, room, s.handle)
+	first := mustAppend(t, b, room, "e1")
+	mustAppend(t, b, room, "e2")
+	expectDeliveries(t, s, first.Epoch, 1, "e1", "e2")
+
+	// What the append script does, without its PUBLISH: pub/sub lost this event.
+	logKey, metaKey, _ := b.keys(room)
+	top, err := raw.HIncrBy(ctx, metaKey, "top", 1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.XAdd(ctx, &redis.XAddArgs{Stream: logKey, ID: strconv.FormatInt(top, 10) + "-0", Values: []string{"d", "silent"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if pos := mustAppend(t, b, room, "e4"); pos.Offset != 4 {
+		t.Fatalf("append after the silent event: offset %d, want 4", pos.Offset)
+	}
+	expectDeliveries(t, s, first.Epoch, 3, "silent", "e4")
+	mustAppend(t, b, room, "e5")
+	expectDeliveries(t, s, first.Epoch, 5, "e5")
+	s.nothingQueued(t)
+}
+
+// TestRedisRestartAOF: Redis is killed while a room is subscribed and restarted with its data; events
+// appended after the restart reach the handler once each and in order, including those published before
+// the subscriber's pub/sub connection was back.
+func TestRedisRestartAOF(t *testing.T) {
+	srv := redistest.Start(t, redistest.AOF())
+	sub := newTestRedis(t, srv, RedisOptions{Prefix: "lfaof:"})
+	pub := newTestRedis(t, srv, RedisOptions{Prefix: "lfaof:"})
+	room := uniqueName(t, "room")
+	s := newSink(64)
+	mustSubscribe(t, sub, room, s.handle)
+	first := mustAppend(t, pub, room, "e1")
+	mustAppend(t, pub, room, "e2")
+	expectDeliveries(t, s, first.Epoch, 1, "e1", "e2")
+
+	srv.Kill()
+	srv.Restart()
+	// Append at once: the subscriber is most likely still reconnecting, so these are filled from the
+	// stream; the later ones arrive by pub/sub.
+	var want []string
+	for i := 3; i <= 12; i++ {
+		data := fmt.Sprintf("e%d", i)
+		pos := appendEventually(t, pub, room, data)
+		if pos.Epoch != first.Epoch || pos.Offset != uint64(i) {
+			t.Fatalf("append after restart: %+v, want epoch %q offset %d", pos, first.Epoch, i)
+		}
+		want = append(want, data)
+	}
+	expectDeliveries(t, s, first.Epoch, 3, want...)
+	mustAppend(t, pub, room, "e13")
+	expectDeliveries(t, s, first.Epoch, 13, "e13")
+	s.nothingQueued(t)
+
+	h, err := pub.History(t.Context(), room, HistoryOptions{Since: &first})
+	if err != nil {
+		t.Fatalf("History since the first event after the restart: %v", err)
+	}
+	if len(h.Events) != 12 || h.Events[0].Offset != 2 {
+		t.Fatalf("History after the restart: %s", eventsString(h.Events))
+	}
+}
+
+// TestRedisRestartLost: Redis is restarted without its data; the log starts again in a new epoch, the
+// handler sees it from offset 1, and the old position is gone.
+func TestRedisRestartLost(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newTestRedis(t, srv, RedisOptions{})
+	room := uniqueName(t, "room")
+	s := newSink(16)
+	mustSubscribe(t, b, room, s.handle)
+	mustAppend(t, b, room, "old1")
+	old := mustAppend(t, b, room, "old2")
+	expectDeliveries(t, s, old.Epoch, 1, "old1", "old2")
+
+	srv.Kill()
+	srv.Restart()
+	first := appendEventually(t, b, room, "new1")
+	if first.Offset != 1 || first.Epoch == old.Epoch {
+		t.Fatalf("first append after losing the log: %+v; want offset 1 in an epoch other than %q", first, old.Epoch)
+	}
+	mustAppend(t, b, room, "new2")
+	expectDeliveries(t, s, first.Epoch, 1, "new1", "new2")
+	s.nothingQueued(t)
+
+	if h, err := b.History(t.Context(), room, HistoryOptions{Since: &old}); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("History since the lost log's position: events %q, err %v; want ErrHistoryGone", eventsString(h.Events), err)
+	}
+}
+
+// TestRedisBinaryData: events are arbitrary bytes, separators and invalid UTF-8 included.
+func TestRedisBinaryData(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newTestRedis(t, srv, RedisOptions{})
+	room := uniqueName(t, "room")
+	s := newSink(16)
+	mustSubscribe(t, b, room, s.handle)
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	payloads := [][]byte{[]byte("a|b|c"), []byte("|"), []byte("||"), {}, {0, '|', 0xff, 0xfe, '\n', '\r'}, all}
+	for i, p := range payloads {
+		pos, err := b.Append(t.Context(), room, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := s.next(t)
+		if d.ev.Offset != pos.Offset || !bytes.Equal(d.ev.Data, p) {
+			t.Fatalf("payload %d: delivered %d %q, appended %d %q", i, d.ev.Offset, d.ev.Data, pos.Offset, p)
+		}
+	}
+	h, err := b.History(t.Context(), room, HistoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Events) != len(payloads) {
+		t.Fatalf("History: %d events, want %d", len(h.Events), len(payloads))
+	}
+	for i, ev := range h.Events {
+		if !bytes.Equal(ev.Data, payloads[i]) {
+			t.Fatalf("History event %d: %q, want %q", i, ev.Data, payloads[i])
+		}
+	}
+}
+
+// TestRedisKeys: a room's keys share its hash tag and expire after KeyTTL, refreshed by each Append.
+func TestRedisKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	const ttl = time.Hour
+	b := newTestRedis(t, srv, RedisOptions{Prefix: "lfkeys:", KeyTTL: ttl})
+	raw := rawClient(t, srv)
+	ctx := t.Context()
+	room := uniqueName(t, "room")
+	logKey, metaKey, channel := b.keys(room)
+	if want := "lfkeys:{" + room + "}:log"; logKey != want {
+		t.Fatalf("log key %q, want %q", logKey, want)
+	}
+	if want := "lfkeys:{" + room + "}:meta"; metaKey != want {
+		t.Fatalf("meta key %q, want %q", metaKey, want)
+	}
+	if want := "lfkeys:{" + room + "}:ch"; channel != want {
+		t.Fatalf("channel %q, want %q", channel, want)
+	}
+	mustAppend(t, b, room, "x")
+	for _, k := range []string{logKey, metaKey} {
+		d, err := raw.PTTL(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d <= 0 || d > ttl {
+			t.Fatalf("PTTL %s = %v, want in (0, %v]", k, d, ttl)
+		}
+	}
+	// An Append refreshes the TTL.
+	if err := raw.PExpire(ctx, logKey, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, b, room, "y")
+	if d, err := raw.PTTL(ctx, logKey).Result(); err != nil || d <= time.Minute {
+		t.Fatalf("PTTL after Append: %v, %v; want more than a minute", d, err)
+	}
+	if err := b.SaveRoom(ctx, room, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := raw.HLen(ctx, "lfkeys:rooms").Result(); err != nil || n != 1 {
+		t.Fatalf("HLEN lfkeys:rooms = %d, %v; want 1", n, err)
+	}
+}
+
+// TestRedisTrim: the stream keeps about HistorySize events; History since a trimmed position is gone.
+func TestRedisTrim(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newTestRedis(t, srv, RedisOptions{HistorySize: 10})
+	raw := rawClient(t, srv)
+	room := uniqueName(t, "room")
+	var top Position
+	for i := 1; i <= 500; i++ {
+		top = mustAppend(t, b, room, fmt.Sprintf("e%d", i))
+	}
+	logKey, _, _ := b.keys(room)
+	if n, err := raw.XLen(t.Context(), logKey).Result(); err != nil || n < 10 || n >= 500 {
+		t.Fatalf("XLEN = %d, %v; want trimmed to about 10", n, err)
+	}
+	if h, err := b.History(t.Context(), room, HistoryOptions{Since: &Position{Epoch: top.Epoch, Offset: 0}, Limit: 1000}); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("History since 0: %d events, %v; want ErrHistoryGone", len(h.Events), err)
+	}
+	h, err := b.History(t.Context(), room, HistoryOptions{Since: &Position{Epoch: top.Epoch, Offset: 495}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := eventsString(h.Events), "496:e496 497:e497 498:e498 499:e499 500:e500"; got != want {
+		t.Fatalf("History since 495: %s, want %s", got, want)
+	}
+	h, err = b.History(t.Context(), room, HistoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Events) != 10 || h.Events[9].Offset != 500 {
+		t.Fatalf("History: %s; want the newest 10", eventsString(h.Events))
+	}
+}
+
+// TestRedisURL: password and database come from the URL; a wrong password fails NewRedis.
+func TestRedisURL(t *testing.T) {
+	srv := redistest.Start(t, redistest.Password("s3cret"))
+	b := newTestRedis(t, srv, RedisOptions{URL: srv.URL() + "/3", Prefix: "lfurl:"})
+	if err := b.SaveRoom(t.Context(), "r", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	opt, err := redis.ParseURL(srv.URL() + "/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := redis.NewClient(opt)
+	defer raw.Close()
+	if n, err := raw.Exists(t.Context(), "lfurl:rooms").Result(); err != nil || n != 1 {
+		t.Fatalf("EXISTS lfurl:rooms in db 3 = %d, %v; want 1", n, err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	if r, err := NewRedis(ctx, RedisOptions{URL: "redis://:wrong@" + srv.Addr()}); err == nil {
+		_ = r.Close()
+		t.Fatal("NewRedis with a wrong password succeeded")
+	}
+	if _, err := NewRedis(ctx, RedisOptions{URL: "http://" + srv.Addr()}); err == nil {
+		t.Fatal("NewRedis with an http:// URL succeeded")
+	}
+	if _, err := NewRedis(ctx, RedisOptions{URL: srv.URL(), Prefix: "a{b"}); err == nil {
+		t.Fatal("NewRedis with '{' in the prefix succeeded")
+	}
+}
+
+func TestParseMessage(t *testing.T) {
+	tests := []struct {
+		in    string
+		epoch string
+		off   uint64
+		data  string
+		bad   bool
+	}{
+		{in: "ab|1|x", epoch: "ab", off: 1, data: "x"},
+		{in: "ab|12|a|b|", epoch: "ab", off: 12, data: "a|b|"},
+		{in: "ab|3|", epoch: "ab", off: 3, data: ""},
+		{in: "ab|3", bad: true},
+		{in: "ab", bad: true},
+		{in: "ab|x|d", bad: true},
+	}
+	for _, tt := range tests {
+		epoch, ev, err := parseMessage(tt.in)
+		if tt.bad {
+			if err == nil {
+				t.Errorf("parseMessage(%q) succeeded", tt.in)
+			}
+			continue
+		}
+		if err != nil || epoch != tt.epoch || ev.Offset != tt.off || string(ev.Data) != tt.data {
+			t.Errorf("parseMessage(%q) = %q %d %q %v", tt.in, epoch, ev.Offset, ev.Data, err)
+		}
+	}
+}
