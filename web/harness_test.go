@@ -236,7 +236,7 @@ func newForum(t *testing.T) *forum {
 	}
 	f := &forum{t: t, srv: srv, reg: reg, b: b, keys: keys,
 		wsAddrs: map[string][]string{}, blocked: map[string]bool{}}
-	app := web.Routes(web.Options{DevMode: true, Version: "test", PublicRooms: publicRooms(reg)})
+	app := web.Routes(web.Options{DevMode: true, Version: "test", PublicRooms: server.PublicRooms(reg)})
 	hs := httptest.NewUnstartedServer(f.watchWS(srv.Handler(app)))
 	f.ln = &trackingListener{Listener: hs.Listener, conns: map[string]net.Conn{}}
 	hs.Listener = f.ln
@@ -254,24 +254,6 @@ func newForum(t *testing.T) *forum {
 		b.Close()
 	})
 	return f
-}
-
-// publicRooms is cmd/liveforum's list of the rooms marked "listed".
-func publicRooms(reg *rooms.Registry) func(context.Context) ([]web.PublicRoom, error) {
-	return func(ctx context.Context) ([]web.PublicRoom, error) {
-		all, err := reg.List(ctx)
-		if err != nil {
-			return nil, err
-		}
-		var out []web.PublicRoom
-		for _, st := range all {
-			if st.Listed {
-				out = append(out, web.PublicRoom{Name: st.Name, Title: st.Title, Languages: st.Languages,
-					Guests: st.Guests, Members: st.Members})
-			}
-		}
-		return out, nil
-	}
 }
 
 // createLobby creates the room development mode creates at start (cmd/liveforum devBanner).

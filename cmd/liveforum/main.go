@@ -97,7 +97,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 		reg.Close(1001, "")
 		return err
 	}
-	app := web.Routes(web.Options{DevMode: cfg.devMode, Version: version, PublicRooms: publicRooms(reg)})
+	app := web.Routes(web.Options{DevMode: cfg.devMode, Version: version, PublicRooms: server.PublicRooms(reg)})
 	hs := &http.Server{Handler: srv.Handler(app), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	errc := make(chan error, 1)
@@ -132,24 +132,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 		log.Warn("connections still open at shutdown timeout", "err", err)
 	}
 	return nil
-}
-
-// publicRooms lists the rooms marked "listed" for the landing page.
-func publicRooms(reg *rooms.Registry) func(context.Context) ([]web.PublicRoom, error) {
-	return func(ctx context.Context) ([]web.PublicRoom, error) {
-		all, err := reg.List(ctx)
-		if err != nil {
-			return nil, err
-		}
-		var out []web.PublicRoom
-		for _, st := range all {
-			if st.Listed {
-				out = append(out, web.PublicRoom{Name: st.Name, Title: st.Title, Languages: st.Languages,
-					Guests: st.Guests, Members: st.Members})
-			}
-		}
-		return out, nil
-	}
 }
 
 // devBanner creates the default room and prints what a first-time user needs.
