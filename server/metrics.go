@@ -35,7 +35,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		{"liveforum_connections", "gauge", "Open websocket connections.", s.nconns.Load()},
 		{"liveforum_connections_total", "counter", "Websocket connections accepted.", m.connsTotal.Load()},
 		{"liveforum_messages_in_total", "counter", "Client messages received.", m.messagesIn.Load()},
-		{"liveforum_messages_out_total", "counter", "Messages sent to clients.", m.messagesOut.Load()},
+		{"liveforum_messages_out_total", "counter", "Queue entries written to clients (a room batch of several events counts once).", m.messagesOut.Load()},
 		{"liveforum_frames_out_total", "counter", "Websocket frames sent (messages are coalesced).", m.framesOut.Load()},
 		{"liveforum_bytes_out_total", "counter", "Payload bytes sent.", m.bytesOut.Load()},
 		{"liveforum_slow_consumers_total", "counter", "Connections closed as slow consumers.", m.slowConsumers.Load()},
