@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -672,5 +673,38 @@ func TestHarnessCatchesCSPViolationsAndExceptions(t *testing.T) {
 	}
 	if v := eval[string](p, `String(window.inline)`); v != "undefined" {
 		t.Errorf("the inline script ran despite the CSP: window.inline = %s", v)
+	}
+}
+
+// Messages written while cut off, more than the chat rate's burst, are all sent once the page is back, in
+// order and each once (the ones over the burst wait for the rate instead of being dropped).
+func TestOfflineBurstIsSentAtTheChatRate(t *testing.T) {
+	f := newForum(t)
+	ana := f.newPage(t, "ana", desktopW, desktopH, false)
+	bruno := f.newPage(t, "bruno", desktopW, desktopH, false)
+	ana.open("/r/burst")
+	ana.join("Ana", "en")
+	bruno.open("/r/burst")
+	bruno.join("Bruno", "de")
+	if n := f.cutOff("bruno"); n == 0 {
+		t.Fatal("bruno's page has no websocket connection the test could cut")
+	}
+	bruno.waitState("reconnecting", waitTimeout)
+	var texts []string
+	for i := range 7 {
+		texts = append(texts, fmt.Sprintf("offline %d", i+1))
+		bruno.send(texts[i])
+	}
+	f.restore("bruno")
+	bruno.waitState("connected", 20*time.Second)
+	ana.waitMessages(texts...)
+	logged := f.chatLog("burst")
+	offsets := slices.Sorted(maps.Keys(logged))
+	var inOrder []string
+	for _, off := range offsets {
+		inOrder = append(inOrder, logged[off])
+	}
+	if fmt.Sprint(inOrder) != fmt.Sprint(texts) {
+		t.Fatalf("server logged %q, want %q in that order, each once", inOrder, texts)
 	}
 }

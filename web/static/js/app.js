@@ -287,14 +287,21 @@ async function send(text) {
   await deliver(client, nonce, text);
 }
 
-async function deliver(client, nonce, text) {
+async function deliver(client, nonce, text, { retryRateLimited = false } = {}) {
   try {
     await client.chat(app.room, text, nonce);
     // The message's own event settles it; should it never come, do not leave it pending for ever.
     setTimeout(() => store.unqueue(nonce), 10000);
   } catch (err) {
-    if (err.code === 'disconnected' && app.client === client) {
-      store.setOutbox(nonce, 'waiting'); // sent again once the room is recovered, unless it arrived
+    // Disconnected, or no answer (the server may have it): sent again once the room is recovered, unless
+    // the recovery shows it arrived (its nonce).
+    if ((err.code === 'disconnected' || err.code === 'timeout') && app.client === client) {
+      store.setOutbox(nonce, 'waiting');
+      return;
+    }
+    if (err.code === 'rate_limited' && retryRateLimited && app.client === client) {
+      store.setOutbox(nonce, 'waiting'); // a burst of waiting messages: the rest go at the chat rate, in order
+      setTimeout(flushOutbox, 1100);
       return;
     }
     store.unqueue(nonce);
@@ -305,6 +312,7 @@ async function deliver(client, nonce, text) {
 /** flushOutbox sends the messages that waited for the connection, unless the recovery showed them. */
 function flushOutbox() {
   const client = app.client;
+  if (!client) return;
   for (const o of [...store.outbox]) {
     if (o.state !== 'waiting') continue;
     if (store.seen(o.nonce)) {
@@ -312,7 +320,7 @@ function flushOutbox() {
       continue;
     }
     store.setOutbox(o.nonce, 'sending');
-    deliver(client, o.nonce, o.text).catch((err) => ui.chat.showError(err));
+    deliver(client, o.nonce, o.text, { retryRateLimited: true }).catch((err) => ui.chat.showError(err));
   }
 }
 

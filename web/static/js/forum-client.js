@@ -192,6 +192,9 @@ export class ForumClient extends EventTarget {
     const ws = this._ws;
     this._ws = null;
     this._failPending('closed');
+    if (this._dialing) { // a connection being made: its onclose rejects the dial
+      try { this._dialing.close(1000); } catch { /* not open yet */ }
+    }
     if (ws) {
       this._detach(ws);
       try { ws.close(1000); } catch { /* already closing */ }
@@ -229,9 +232,11 @@ export class ForumClient extends EventTarget {
         return;
       }
       let settled = false;
+      this._dialing = ws;
       const fail = (err) => {
         if (settled) return;
         settled = true;
+        if (this._dialing === ws) this._dialing = null;
         clearTimeout(timer);
         this._detach(ws);
         try { ws.close(CLOSE_DROPPED); } catch { /* not open */ }
@@ -262,6 +267,13 @@ export class ForumClient extends EventTarget {
           }
           settled = true;
           clearTimeout(timer);
+          if (this._dialing === ws) this._dialing = null;
+          if (this._closed) { // close() ran while this connection was being made (as client.go's connect)
+            this._detach(ws);
+            try { ws.close(1000); } catch { /* closing */ }
+            reject(new ForumError('closed', 'the client is closed'));
+            return;
+          }
           const reply = m.data || {};
           this.authReply = reply;
           this.member = reply.member || null;
@@ -325,8 +337,7 @@ export class ForumClient extends EventTarget {
     let attempt = 0;
     for (;;) {
       attempt++;
-      const delay = pause + jitter(this._backoff);
-      pause = 0;
+      const delay = pause + jitter(this._backoff); // after a flood close (4003), every wait is paused
       this._setState('reconnecting', { attempt, delay, code, reason });
       await this._sleep(delay);
       if (this._closed) return;
@@ -348,9 +359,8 @@ export class ForumClient extends EventTarget {
         code = err.closeCode || code;
       }
     }
-    this._backoff = this.opts.minBackoff;
     this.reconnects++;
-    this._rejoin();
+    if (await this._rejoin()) this._backoff = this.opts.minBackoff; // else a broker outage: keep backing off
   }
 
   _sleep(ms) {
@@ -365,9 +375,12 @@ export class ForumClient extends EventTarget {
     });
   }
 
-  /** _rejoin joins every room again from its position; the read loop delivers the missed events. */
-  async _rejoin() {
-    for (const [room, st] of [...this._rooms]) {
+  /**
+   * _rejoin joins rooms again from their positions (all of them after a reconnect); the read loop delivers
+   * the missed events. It resolves false when it gave up for now and dropped the connection to retry.
+   */
+  async _rejoin(list = [...this._rooms]) {
+    for (const [room, st] of list) {
       const since = { epoch: st.epoch, offset: st.offset };
       const data = { since };
       if (st.presence === false) data.presence = false;
@@ -375,13 +388,19 @@ export class ForumClient extends EventTarget {
         const reply = await this._request('join', room, data, room);
         if (reply.recovered) this._emit('rejoined', { room, reply });
       } catch (err) {
-        if (err instanceof ForumError && err.code !== 'disconnected' && err.code !== 'closed' && err.code !== 'timeout') {
-          this._rooms.delete(room); // the server refused: the room is gone for this client
-          this._emit('left', { room, code: 0, reason: err.code });
+        if (!(err instanceof ForumError) || err.code === 'disconnected' || err.code === 'closed') {
+          return false; // disconnected again: the next reconnect retries
         }
-        // disconnected again: the next reconnect retries
+        if (err.code === 'already_joined') continue; // another rejoin got there first
+        if (['unavailable', 'internal', 'timeout'].includes(err.code)) {
+          this.drop(); // the server cannot now (a node stopping, its broker away): retry the whole recovery
+          return false;
+        }
+        this._rooms.delete(room); // the server refused: the room is gone for this client
+        this._emit('left', { room, code: 0, reason: err.code });
       }
     }
+    return true;
   }
 
   _finish(code, reason, error) {
@@ -450,9 +469,14 @@ export class ForumClient extends EventTarget {
         return;
       }
       case 'left': {
-        if (!this._rooms.has(m.room)) return;
-        this._rooms.delete(m.room);
+        const st = this._rooms.get(m.room);
+        if (!st) return;
         const d = m.data || {};
+        if (this.opts.reconnect && d.code && closeReconnect(d.code)) {
+          this._rejoin([[m.room, st]]); // out for a reason that passes (the room's log restarted): join again
+          return;
+        }
+        this._rooms.delete(m.room);
         this._emit('left', { room: m.room, code: d.code || 0, reason: d.reason || '' });
         return;
       }
@@ -500,8 +524,10 @@ export class ForumClient extends EventTarget {
     }
     const last = events.length ? events[events.length - 1].offset : 0;
     const before = r.offset;
+    let next = Math.max(Number(reply.offset) || 0, last);
+    if (rejoin && reply.recovered && r.epoch === reply.epoch) next = Math.max(next, before); // a lagging node must not make us take events twice
     r.epoch = reply.epoch || '';
-    r.offset = Math.max(Number(reply.offset) || 0, last);
+    r.offset = next;
     if (rejoin && !reply.recovered) {
       this._emit('reset', { room, reply });
       return;

@@ -197,7 +197,10 @@ export class RoomStore extends EventTarget {
   _trim() {
     const extra = this.messages.length - MAX_MESSAGES;
     if (extra > 0) {
-      for (const m of this.messages.splice(0, extra)) this.byOffset.delete(m.offset);
+      for (const m of this.messages.splice(0, extra)) {
+        this.byOffset.delete(m.offset);
+        if (m.nonce) this.nonces.delete(m.nonce);
+      }
     }
   }
 
