@@ -146,6 +146,7 @@ type Client struct {
 	err     error
 	closed  bool
 	redials int
+	backoff time.Duration // the bound of the next reconnect wait; back to MinBackoff once a rejoin succeeds
 }
 
 // Reconnects returns how many times the client has reconnected after a drop.
@@ -470,7 +471,9 @@ func (c *Client) forget(id uint64) {
 func (c *Client) run(ws *websocket.Conn) {
 	defer c.wg.Done()
 	defer close(c.events)
-	backoff := c.opts.MinBackoff
+	c.mu.Lock()
+	c.backoff = c.opts.MinBackoff
+	c.mu.Unlock()
 	for {
 		err := c.readLoop(ws)
 		c.failPending()
@@ -491,6 +494,10 @@ func (c *Client) run(ws *websocket.Conn) {
 			pause = c.opts.MaxBackoff / 2 // closed for flooding: pause before coming back
 		}
 		for {
+			c.mu.Lock()
+			backoff := c.backoff
+			c.backoff = min(backoff*2, c.opts.MaxBackoff)
+			c.mu.Unlock()
 			t := time.NewTimer(pause + time.Duration(rand.Int64N(int64(backoff))+1))
 			select {
 			case <-c.done:
@@ -499,7 +506,6 @@ func (c *Client) run(ws *websocket.Conn) {
 				return
 			case <-t.C:
 			}
-			backoff = min(backoff*2, c.opts.MaxBackoff)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			ws, err = c.connect(ctx)
 			cancel()
@@ -517,7 +523,6 @@ func (c *Client) run(ws *websocket.Conn) {
 			}
 			c.log.Info("reconnect failed", "err", err)
 		}
-		backoff = c.opts.MinBackoff
 		c.mu.Lock()
 		c.redials++
 		c.mu.Unlock()
@@ -567,8 +572,12 @@ func (c *Client) rejoin(rooms map[string]roomState) {
 			_ = c.deliver(Event{Room: r.room, Left: &protocol.Left{Reason: err.Error()}, Received: time.Now()})
 		} else if err != nil {
 			c.log.Info("rejoin failed", "room", r.room, "err", err) // the connection dropped again: the next reconnect retries
+			return
 		}
 	}
+	c.mu.Lock()
+	c.backoff = c.opts.MinBackoff // recovered: the next drop starts with short waits again
+	c.mu.Unlock()
 }
 
 func (c *Client) setErr(err error) {
