@@ -31,6 +31,14 @@ type testServer struct {
 
 func newTestServer(t *testing.T, mod func(*Config, *rooms.Config)) *testServer {
 	t.Helper()
+	b := broker.NewMemory(broker.MemoryOptions{})
+	t.Cleanup(func() { b.Close() }) // after the server's own clean-up (cleanups run last first)
+	return newTestServerOn(t, b, mod)
+}
+
+// newTestServerOn is newTestServer over a broker the test holds (and closes).
+func newTestServerOn(t *testing.T, b broker.Broker, mod func(*Config, *rooms.Config)) *testServer {
+	t.Helper()
 	keys, err := auth.NewKeyring(auth.GenerateKey())
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +56,6 @@ func newTestServer(t *testing.T, mod func(*Config, *rooms.Config)) *testServer {
 	if mod != nil {
 		mod(&cfg, &rcfg)
 	}
-	b := broker.NewMemory(broker.MemoryOptions{})
 	reg := rooms.NewRegistry(b, rcfg)
 	srv, err := New(cfg, reg, b)
 	if err != nil {
@@ -65,7 +72,6 @@ func newTestServer(t *testing.T, mod func(*Config, *rooms.Config)) *testServer {
 		}
 		reg.Close(protocol.CloseShutdown, "")
 		hs.Close()
-		b.Close()
 	})
 	return ts
 }
@@ -123,29 +129,18 @@ func chat(t *testing.T, c *client.Client, room, text string) uint64 {
 // nextChat waits for the next chat event on c, skipping other kinds.
 func nextChat(t *testing.T, c *client.Client) (client.Event, protocol.Event) {
 	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case ev, ok := <-c.Events():
-			if !ok {
-				t.Fatalf("events closed: %v", c.Err())
-			}
-			if ev.Reset != nil || ev.Kind() != protocol.KindChat {
-				continue
-			}
-			d, err := ev.Decode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return ev, d
-		case <-timeout:
-			t.Fatal("no chat event within 5s")
-		}
-	}
+	return nextOf(t, c, protocol.KindChat)
 }
 
 // nextKind waits for the next event of a kind on c.
 func nextKind(t *testing.T, c *client.Client, kind string) protocol.Event {
+	t.Helper()
+	_, d := nextOf(t, c, kind)
+	return d
+}
+
+// nextOf waits for the next event of a kind on c and returns it decoded.
+func nextOf(t *testing.T, c *client.Client, kind string) (client.Event, protocol.Event) {
 	t.Helper()
 	timeout := time.After(5 * time.Second)
 	for {
@@ -159,7 +154,7 @@ func nextKind(t *testing.T, c *client.Client, kind string) protocol.Event {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return d
+				return ev, d
 			}
 		case <-timeout:
 			t.Fatalf("no %s event within 5s", kind)

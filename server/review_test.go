@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -123,7 +122,8 @@ func (g *gateBroker) History(ctx context.Context, room string, opts broker.Histo
 // reconnect"), although the connection is still in room b.
 func TestReviewFailedJoinLeavesStaleKickThatClosesOtherRooms(t *testing.T) {
 	gb := &gateBroker{Memory: broker.NewMemory(broker.MemoryOptions{})}
-	ts := newReviewServer(t, gb)
+	t.Cleanup(func() { gb.Close() })
+	ts := newTestServerOn(t, gb, nil)
 	reg := ts.reg
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -176,33 +176,6 @@ func TestReviewFailedJoinLeavesStaleKickThatClosesOtherRooms(t *testing.T) {
 	}
 }
 
-// newReviewServer is newTestServer over a broker the test holds.
-func newReviewServer(t *testing.T, b broker.Broker) *testServer {
-	t.Helper()
-	keys, err := auth.NewKeyring(auth.GenerateKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, _ := auth.NewAdminKey(testAdminKey)
-	reg := rooms.NewRegistry(b, rooms.Config{})
-	srv, err := New(Config{Keys: keys, AdminKey: admin}, reg, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler(nil))
-	ts := &testServer{t: t, srv: srv, reg: reg, keys: keys, http: hs,
-		wsURL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", now: time.Now}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		reg.Close(protocol.CloseShutdown, "")
-		hs.Close()
-		_ = b.Close()
-	})
-	return ts
-}
-
 // A room's log restarts (new epoch). A connection in two rooms gets "left r" with 1012, and the client
 // (since 316476b) joins r again on the same connection to recover. But the room kicked its old session
 // without dropping it, so that join finds the connection's own stale session in r.local and "replaces"
@@ -211,7 +184,8 @@ func newReviewServer(t *testing.T, b broker.Broker) *testServer {
 // the read loop purges the kick).
 func TestReviewEpochRestartRejoinKicksItself(t *testing.T) {
 	b := broker.NewMemory(broker.MemoryOptions{})
-	ts := newReviewServer(t, b)
+	t.Cleanup(func() { b.Close() })
+	ts := newTestServerOn(t, b, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, n := range []string{"a", "r"} {

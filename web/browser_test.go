@@ -247,12 +247,8 @@ func TestChatBothWays(t *testing.T) {
 // A third person who joins late sees the history, with the same offsets, in order.
 func TestLateJoinerSeesHistory(t *testing.T) {
 	f := newForum(t)
-	ana := f.newPage(t, "ana", desktopW, desktopH, false)
-	bruno := f.newPage(t, "bruno", desktopW, desktopH, false)
-	ana.open("/r/history")
-	ana.join("Ana", "en")
-	bruno.open("/r/history")
-	bruno.join("Bruno", "es")
+	ana := f.joinedPage(t, "ana", "/r/history", "Ana", "en")
+	bruno := f.joinedPage(t, "bruno", "/r/history", "Bruno", "es")
 	ana.send("first: the agenda is on the board")
 	bruno.send("second: ¿empezamos?")
 	ana.send("third: yes, let's start")
@@ -279,12 +275,8 @@ func TestLateJoinerSeesHistory(t *testing.T) {
 // connected.
 func TestReconnectRecoversMissedMessages(t *testing.T) {
 	f := newForum(t)
-	ana := f.newPage(t, "ana", desktopW, desktopH, false)
-	bruno := f.newPage(t, "bruno", desktopW, desktopH, false)
-	ana.open("/r/recovery")
-	ana.join("Ana", "en")
-	bruno.open("/r/recovery")
-	bruno.join("Bruno", "de")
+	ana := f.joinedPage(t, "ana", "/r/recovery", "Ana", "en")
+	bruno := f.joinedPage(t, "bruno", "/r/recovery", "Bruno", "de")
 	bruno.send("before the drop")
 	ana.waitMessages("before the drop")
 
@@ -345,12 +337,8 @@ func TestReconnectRecoversMissedMessages(t *testing.T) {
 // links, with rel=noopener.
 func TestChatIsTextNotHTML(t *testing.T) {
 	f := newForum(t)
-	ana := f.newPage(t, "ana", desktopW, desktopH, false)
-	bruno := f.newPage(t, "bruno", desktopW, desktopH, false)
-	ana.open("/r/safety")
-	ana.join("Ana <img src=x onerror=window.__xss=3>", "en")
-	bruno.open("/r/safety")
-	bruno.join("Bruno", "en")
+	ana := f.joinedPage(t, "ana", "/r/safety", "Ana <img src=x onerror=window.__xss=3>", "en")
+	bruno := f.joinedPage(t, "bruno", "/r/safety", "Bruno", "en")
 
 	fromAna := []string{
 		`<img src=x onerror=window.__xss=1>`,
@@ -680,12 +668,8 @@ func TestHarnessCatchesCSPViolationsAndExceptions(t *testing.T) {
 // order and each once (the ones over the burst wait for the rate instead of being dropped).
 func TestOfflineBurstIsSentAtTheChatRate(t *testing.T) {
 	f := newForum(t)
-	ana := f.newPage(t, "ana", desktopW, desktopH, false)
-	bruno := f.newPage(t, "bruno", desktopW, desktopH, false)
-	ana.open("/r/burst")
-	ana.join("Ana", "en")
-	bruno.open("/r/burst")
-	bruno.join("Bruno", "de")
+	ana := f.joinedPage(t, "ana", "/r/burst", "Ana", "en")
+	bruno := f.joinedPage(t, "bruno", "/r/burst", "Bruno", "de")
 	if n := f.cutOff("bruno"); n == 0 {
 		t.Fatal("bruno's page has no websocket connection the test could cut")
 	}

@@ -399,6 +399,15 @@ const cspProbe = `document.addEventListener('securitypolicyviolation', (e) => {
 
 const cspMarker = "[lf-test] CSP violation"
 
+// joinedPage opens a desktop page at path and joins under a display name and reading language.
+func (f *forum) joinedPage(t *testing.T, name, path, displayName, lang string) *page {
+	t.Helper()
+	p := f.newPage(t, name, desktopW, desktopH, false)
+	p.open(path)
+	p.join(displayName, lang)
+	return p
+}
+
 // newPage opens a tab of width×height CSS pixels (mobile: a phone, with touch and the meta viewport
 // honoured). When the test fails, the tab's screenshot is saved and its console is logged; any uncaught
 // exception or CSP violation fails the test.
