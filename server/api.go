@@ -160,6 +160,10 @@ func (s *Server) apiInvite(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
+	if req.TTLSeconds < 0 || req.TTLSeconds > 90*24*3600 { // checked before it becomes a Duration, which overflows
+		writeJSONError(w, http.StatusBadRequest, "ttl_seconds must be 0..7776000 (90 days)")
+		return
+	}
 	inv, err := s.MintInvite(room, req.Role, time.Duration(req.TTLSeconds)*time.Second, s.baseURL(r))
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
@@ -214,6 +218,10 @@ func (s *Server) apiToken(w http.ResponseWriter, r *http.Request) {
 	role, err := auth.ParseRole(req.Role)
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.TTLSeconds < 0 || req.TTLSeconds > 366*24*3600 {
+		writeJSONError(w, http.StatusBadRequest, "ttl_seconds must be 0..31622400 (366 days)")
 		return
 	}
 	ttl := time.Duration(req.TTLSeconds) * time.Second

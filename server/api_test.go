@@ -256,7 +256,7 @@ func TestInviteLinks(t *testing.T) {
 	}
 
 	for _, body := range []string{`{"role":"guest"}`, `{"role":"bot"}`, `{"role":"admin"}`, `{"role":"Moderator"}`,
-		`{"ttl_seconds":7776001}`, `{"role":"speaker","extra":1}`} {
+		`{"ttl_seconds":7776001}`, `{"ttl_seconds":9223372036854775807}`, `{"ttl_seconds":-1}`, `{"role":"speaker","extra":1}`} {
 		ts.admin(t, "POST", "/api/rooms/agora/invites", body, http.StatusBadRequest)
 	}
 	ts.admin(t, "POST", "/api/rooms/nowhere/invites", `{}`, http.StatusNotFound)
@@ -290,6 +290,7 @@ func TestAdminAPITokens(t *testing.T) {
 		`{"room":"agora","identity":"u-3","name":"","role":"participant"}`,
 		`{"room":"agora","identity":"u-3","name":"X","role":"participant","lang":"not a tag"}`,
 		`{"room":"agora","identity":"u-3","name":"X","role":"participant","admin":true}`,
+		`{"room":"agora","identity":"u-3","name":"X","ttl_seconds":9223372036854775807}`,
 	} {
 		ts.admin(t, "POST", "/api/tokens", body, http.StatusBadRequest)
 	}
