@@ -19,6 +19,7 @@ import (
 
 	"github.com/liveforum/liveforum/auth"
 	"github.com/liveforum/liveforum/broker"
+	"github.com/liveforum/liveforum/protocol"
 	"github.com/liveforum/liveforum/rooms"
 	"github.com/liveforum/liveforum/server"
 	"github.com/liveforum/liveforum/web"
@@ -190,6 +191,9 @@ func token(args []string, stdout, stderr io.Writer) error {
 	}
 	if *ttl <= 0 {
 		return errors.New("token: -ttl must be positive")
+	}
+	if *room != "*" && protocol.ValidRoomName(*room) != nil {
+		return fmt.Errorf("token: -room %q is not a room name (letters, digits, '-', '_', '.'; or \"*\")", *room)
 	}
 	now := time.Now()
 	tok, err := keys.Sign(auth.Claims{Room: *room, Identity: *identity, Name: *name, Role: r, Lang: *lang,

@@ -88,6 +88,7 @@ func TestTokenCommand(t *testing.T) {
 		"no ttl":       {"-room", "r", "-identity", "i", "-name", "N", "-ttl", "0s"},
 		"no identity":  {"-room", "r", "-name", "N"},
 		"no room":      {"-identity", "i", "-name", "N"},
+		"bad room":     {"-room", "two words", "-identity", "i", "-name", "N"},
 		"short secret": {"-secret", "short", "-room", "r", "-identity", "i", "-name", "N"},
 	} {
 		var out bytes.Buffer
