@@ -11,6 +11,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Errors returned by brokers (wrapped; test with errors.Is).
@@ -59,11 +60,40 @@ type History struct {
 	Events []Event
 }
 
+// Cond is the condition an AppendIf puts on the current value of one key of the room's state.
+type Cond int
+
+// The conditions of an Update.
+const (
+	Always     Cond = iota // no condition
+	IfEqual                // the key holds Expect
+	IfNotEqual             // the key is absent or holds something other than Expect
+	IfPresent              // the key exists
+)
+
+// Update changes one key of a room's state (a small map of keys to values that belongs to the room's log:
+// it starts empty with each epoch and goes with RemoveLog) atomically with an append, if its condition
+// holds. A node that loads a room reads the state and the position it is as of in one step (State), so it
+// can fold the events after that position onto it without replaying a log that may be trimmed.
+type Update struct {
+	Key    string
+	Value  []byte // the key's new value; nil deletes the key
+	Cond   Cond
+	Expect []byte // for IfEqual and IfNotEqual
+}
+
 // Broker is a room log store and event bus.
 type Broker interface {
 	// Append adds a durable event to the room's log and delivers it to the room's subscribers. It returns
 	// the event's position. The log is created (with a new epoch) if it does not exist.
 	Append(ctx context.Context, room string, data []byte) (Position, error)
+	// AppendIf appends like Append and applies u to the room's state, both or neither, when u's condition
+	// holds; ok reports whether it did. The condition, the update and the append are one atomic step on
+	// every node, which makes "log this leave unless someone logged it first" exactly once.
+	AppendIf(ctx context.Context, room string, data []byte, u Update) (pos Position, ok bool, err error)
+	// State returns the room's state and the position of the newest event it includes. Like History, it
+	// creates the log (with a new epoch) if it does not exist.
+	State(ctx context.Context, room string) (Position, map[string][]byte, error)
 	// History reads the room's log; see HistoryOptions.
 	History(ctx context.Context, room string, opts HistoryOptions) (History, error)
 	// Subscribe registers this node's handler for the room's events (one handler per room per node;
@@ -82,6 +112,11 @@ type Broker interface {
 	ListRooms(ctx context.Context) (map[string][]byte, error)
 	// DeleteRoom removes a room record (no error if absent).
 	DeleteRoom(ctx context.Context, name string) error
+
+	// Heartbeat marks this node alive for ttl.
+	Heartbeat(ctx context.Context, node string, ttl time.Duration) error
+	// Alive reports which of the nodes have a heartbeat that has not expired.
+	Alive(ctx context.Context, nodes []string) (map[string]bool, error)
 
 	// Close releases the broker's resources; further calls return ErrClosed.
 	Close() error

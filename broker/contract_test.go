@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,10 @@ func runContract(t *testing.T, newBroker func(t *testing.T) Broker) {
 		{"SubscribeReplaces", testSubscribeReplaces},
 		{"RemoveLog", testRemoveLog},
 		{"RoomRecords", testRoomRecords},
+		{"AppendIfState", testAppendIfState},
+		{"StateAfterRemoveLog", testStateAfterRemoveLog},
+		{"ConcurrentAppendIf", testConcurrentAppendIf},
+		{"Heartbeats", testHeartbeats},
 		{"Close", testClose},
 	}
 	for _, tt := range tests {
@@ -631,5 +636,165 @@ func testClose(t *testing.T, b Broker) {
 		if err := c.call(); !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close: %v, want ErrClosed", c.name, err)
 		}
+	}
+}
+
+func mustState(t *testing.T, b Broker, room string) (Position, string) {
+	t.Helper()
+	pos, st, err := b.State(t.Context(), room)
+	if err != nil {
+		t.Fatalf("State(%q): %v", room, err)
+	}
+	keys := make([]string, 0, len(st))
+	for k, v := range st {
+		keys = append(keys, k+"="+string(v))
+	}
+	slices.Sort(keys)
+	return pos, strings.Join(keys, " ")
+}
+
+// testAppendIfState: each condition decides whether the event and the state update happen, both or
+// neither, and State reads the state with the position it is as of.
+func testAppendIfState(t *testing.T, b Broker) {
+	room := uniqueName(t, "room")
+	s := newSink(16)
+	mustSubscribe(t, b, room, s.handle)
+	pos0, st := mustState(t, b, room)
+	if pos0.Offset != 0 || pos0.Epoch == "" || st != "" {
+		t.Fatalf("State of a new room: %+v %q; want offset 0 with an epoch, empty", pos0, st)
+	}
+	steps := []struct {
+		name string
+		u    Update
+		ok   bool
+		st   string // state after the step
+	}{
+		{"set a", Update{Key: "a", Value: []byte("1")}, true, "a=1"},
+		{"a == 2 fails", Update{Key: "a", Value: []byte("x"), Cond: IfEqual, Expect: []byte("2")}, false, "a=1"},
+		{"a == 1", Update{Key: "a", Value: []byte("2"), Cond: IfEqual, Expect: []byte("1")}, true, "a=2"},
+		{"a != 2 fails", Update{Key: "a", Value: []byte("x"), Cond: IfNotEqual, Expect: []byte("2")}, false, "a=2"},
+		{"b != 2 (absent)", Update{Key: "b", Value: []byte("2"), Cond: IfNotEqual, Expect: []byte("2")}, true, "a=2 b=2"},
+		{"c present fails", Update{Key: "c", Cond: IfPresent}, false, "a=2 b=2"},
+		{"c == empty fails (absent)", Update{Key: "c", Value: []byte("1"), Cond: IfEqual, Expect: []byte{}}, false, "a=2 b=2"},
+		{"delete b if present", Update{Key: "b", Cond: IfPresent}, true, "a=2"},
+		{"no update", Update{}, true, "a=2"},
+		{"empty value is a value", Update{Key: "e", Value: []byte{}}, true, "a=2 e="},
+	}
+	var offset uint64
+	for _, step := range steps {
+		data := "ev:" + step.name
+		pos, ok, err := b.AppendIf(t.Context(), room, []byte(data), step.u)
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if ok != step.ok {
+			t.Fatalf("%s: ok %v, want %v", step.name, ok, step.ok)
+		}
+		if ok {
+			offset++
+			if d := s.next(t); d.ev.Offset != offset || string(d.ev.Data) != data {
+				t.Fatalf("%s: delivered %d %q, want %d %q", step.name, d.ev.Offset, d.ev.Data, offset, data)
+			}
+		}
+		if pos.Offset != offset || pos.Epoch != pos0.Epoch {
+			t.Fatalf("%s: position %+v, want offset %d epoch %q", step.name, pos, offset, pos0.Epoch)
+		}
+		if p, st := mustState(t, b, room); st != step.st || p != pos {
+			t.Fatalf("%s: state %q at %+v, want %q at %+v", step.name, st, p, step.st, pos)
+		}
+	}
+	s.nothingQueued(t)
+	s.check(t)
+}
+
+// testStateAfterRemoveLog: the state belongs to the log; a new epoch starts empty.
+func testStateAfterRemoveLog(t *testing.T, b Broker) {
+	room := uniqueName(t, "room")
+	if _, ok, err := b.AppendIf(t.Context(), room, []byte("x"), Update{Key: "k", Value: []byte("v")}); err != nil || !ok {
+		t.Fatalf("AppendIf: %v %v", ok, err)
+	}
+	old, st := mustState(t, b, room)
+	if st != "k=v" {
+		t.Fatalf("state %q, want k=v", st)
+	}
+	if err := b.RemoveLog(t.Context(), room); err != nil {
+		t.Fatal(err)
+	}
+	pos, st := mustState(t, b, room)
+	if st != "" || pos.Offset != 0 || pos.Epoch == old.Epoch {
+		t.Fatalf("state after RemoveLog: %q at %+v; want empty at offset 0 of a new epoch", st, pos)
+	}
+	if p := mustAppend(t, b, room, "y"); p.Epoch != pos.Epoch || p.Offset != 1 {
+		t.Fatalf("Append after State of the new log: %+v, want offset 1 of %q", p, pos.Epoch)
+	}
+}
+
+// testConcurrentAppendIf: of many nodes racing to log the same conditional change, exactly one does.
+func testConcurrentAppendIf(t *testing.T, b Broker) {
+	room := uniqueName(t, "room")
+	if _, ok, err := b.AppendIf(t.Context(), room, []byte("join"), Update{Key: "m", Value: []byte("node-a")}); err != nil || !ok {
+		t.Fatalf("AppendIf: %v %v", ok, err)
+	}
+	var won atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, ok, err := b.AppendIf(t.Context(), room, []byte(fmt.Sprintf("leave by %d", i)),
+				Update{Key: "m", Cond: IfEqual, Expect: []byte("node-a")})
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				won.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d conditional appends succeeded, want exactly 1", won.Load())
+	}
+	h, err := b.History(t.Context(), room, HistoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Events) != 2 || h.Top.Offset != 2 {
+		t.Fatalf("log %s, want the join and one leave", eventsString(h.Events))
+	}
+}
+
+func testHeartbeats(t *testing.T, b Broker) {
+	a, c := uniqueName(t, "node-a"), uniqueName(t, "node-c")
+	if err := b.Heartbeat(t.Context(), a, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Heartbeat(t.Context(), c, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	never := uniqueName(t, "node-never")
+	alive, err := b.Alive(t.Context(), []string{a, c, never})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !alive[a] || !alive[c] || alive[never] {
+		t.Fatalf("alive %v; want %s and %s only", alive, a, c)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		alive, err := b.Alive(t.Context(), []string{a, c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !alive[a] {
+			t.Fatalf("%s expired early", a)
+		}
+		if !alive[c] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's heartbeat of 50ms never expired", c)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1,11 +1,13 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"sync"
+	"time"
 )
 
 var _ Broker = (*Memory)(nil)
@@ -25,6 +27,7 @@ type Memory struct {
 	mu     sync.Mutex
 	logs   map[string]*memLog
 	rooms  map[string][]byte
+	nodes  map[string]time.Time // node -> when its heartbeat expires
 	closed bool
 }
 
@@ -33,6 +36,7 @@ type memLog struct {
 	epoch   string
 	top     uint64  // offset of the newest event; 0 when empty
 	ring    []Event // ring[(offset-1) % len(ring)]
+	state   map[string][]byte
 	handler Handler
 }
 
@@ -41,7 +45,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 	if opts.HistorySize <= 0 {
 		opts.HistorySize = 10000
 	}
-	return &Memory{size: opts.HistorySize, logs: map[string]*memLog{}, rooms: map[string][]byte{}}
+	return &Memory{size: opts.HistorySize, logs: map[string]*memLog{}, rooms: map[string][]byte{}, nodes: map[string]time.Time{}}
 }
 
 func newEpoch() string {
@@ -59,7 +63,7 @@ func (m *Memory) log(room string, create bool) (*memLog, error) {
 	}
 	l := m.logs[room]
 	if l == nil && create {
-		l = &memLog{epoch: newEpoch(), ring: make([]Event, 0, min(m.size, 64))}
+		l = &memLog{epoch: newEpoch(), ring: make([]Event, 0, min(m.size, 64)), state: map[string][]byte{}}
 		m.logs[room] = l
 	}
 	return l, nil
@@ -67,12 +71,40 @@ func (m *Memory) log(room string, create bool) (*memLog, error) {
 
 // Append implements Broker.
 func (m *Memory) Append(ctx context.Context, room string, data []byte) (Position, error) {
+	pos, _, err := m.AppendIf(ctx, room, data, Update{})
+	return pos, err
+}
+
+// AppendIf implements Broker.
+func (m *Memory) AppendIf(ctx context.Context, room string, data []byte, u Update) (Position, bool, error) {
 	l, err := m.log(room, true)
 	if err != nil {
-		return Position{}, err
+		return Position{}, false, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if u.Key != "" {
+		cur, present := l.state[u.Key]
+		switch u.Cond {
+		case IfEqual:
+			if !present || !bytes.Equal(cur, u.Expect) {
+				return Position{Epoch: l.epoch, Offset: l.top}, false, nil
+			}
+		case IfNotEqual:
+			if present && bytes.Equal(cur, u.Expect) {
+				return Position{Epoch: l.epoch, Offset: l.top}, false, nil
+			}
+		case IfPresent:
+			if !present {
+				return Position{Epoch: l.epoch, Offset: l.top}, false, nil
+			}
+		}
+		if u.Value == nil {
+			delete(l.state, u.Key)
+		} else {
+			l.state[u.Key] = bytes.Clone(u.Value)
+		}
+	}
 	l.top++
 	ev := Event{Offset: l.top, Data: data}
 	if len(l.ring) < m.size {
@@ -83,7 +115,48 @@ func (m *Memory) Append(ctx context.Context, room string, data []byte) (Position
 	if l.handler != nil {
 		l.handler(l.epoch, ev)
 	}
-	return Position{Epoch: l.epoch, Offset: l.top}, nil
+	return Position{Epoch: l.epoch, Offset: l.top}, true, nil
+}
+
+// State implements Broker.
+func (m *Memory) State(ctx context.Context, room string) (Position, map[string][]byte, error) {
+	l, err := m.log(room, true)
+	if err != nil {
+		return Position{}, nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := make(map[string][]byte, len(l.state))
+	for k, v := range l.state {
+		st[k] = bytes.Clone(v)
+	}
+	return Position{Epoch: l.epoch, Offset: l.top}, st, nil
+}
+
+// Heartbeat implements Broker.
+func (m *Memory) Heartbeat(ctx context.Context, node string, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	m.nodes[node] = time.Now().Add(ttl)
+	return nil
+}
+
+// Alive implements Broker.
+func (m *Memory) Alive(ctx context.Context, nodes []string) (map[string]bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	now := time.Now()
+	out := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		out[n] = now.Before(m.nodes[n])
+	}
+	return out, nil
 }
 
 // History implements Broker.
@@ -167,7 +240,7 @@ func (m *Memory) RemoveLog(ctx context.Context, room string) error {
 		l.mu.Unlock()
 		delete(m.logs, room)
 		if h != nil {
-			m.logs[room] = &memLog{epoch: newEpoch(), handler: h}
+			m.logs[room] = &memLog{epoch: newEpoch(), handler: h, state: map[string][]byte{}}
 		}
 	}
 	return nil

@@ -63,38 +63,58 @@ type Redis struct {
 	subs   map[string]*redisSub // by channel name
 }
 
-// appendScript appends one event and publishes it.
-// KEYS: meta, log. ARGV: epoch for a new log, data, MAXLEN, TTL in ms, channel. Returns {epoch, offset}.
+// appendScript appends one event and publishes it, when the condition on the room's state holds.
+// KEYS: meta, log, state. ARGV: epoch for a new log, data, MAXLEN, TTL in ms, channel, state key ("" = no
+// update), condition ("" | "eq" | "ne" | "present"), expected value, new value, "1" to delete the key.
+// Returns {epoch, offset, "1"} or, when the condition failed, {epoch, top, "0"}.
 var appendScript = redis.NewScript(`
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+local key = ARGV[6]
+if key ~= '' then
+  local cur = redis.call('HGET', KEYS[3], key)
+  local cond = ARGV[7]
+  if (cond == 'eq' and cur ~= ARGV[8]) or (cond == 'ne' and cur == ARGV[8]) or (cond == 'present' and not cur) then
+    return {epoch, redis.call('HGET', KEYS[1], 'top'), '0'}
+  end
+  if ARGV[10] == '1' then
+    redis.call('HDEL', KEYS[3], key)
+  else
+    redis.call('HSET', KEYS[3], key, ARGV[9])
+  end
 end
 local top = string.format('%d', redis.call('HINCRBY', KEYS[1], 'top', 1))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], top .. '-0', 'd', ARGV[2])
 redis.call('PUBLISH', ARGV[5], epoch .. '|' .. top .. '|' .. ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return {epoch, top}
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return {epoch, top, '1'}
 `)
 
-// readScript reads a log's position and, atomically with it, a range of its stream.
-// KEYS: meta, log. ARGV: epoch to create when the log has none ("" = do not create, answer epoch ""),
-// TTL in ms, "XRANGE" | "XREVRANGE" | "" (no range), start, end, count. Returns {epoch, top, entries}.
+// readScript reads a log's position and, atomically with it, a range of its stream or its state.
+// KEYS: meta, log, state. ARGV: epoch to create when the log has none ("" = do not create, answer epoch
+// ""), TTL in ms, "XRANGE" | "XREVRANGE" | "STATE" | "" (position only), start, end, count.
+// Returns {epoch, top, entries} where entries are stream entries or, for STATE, the state's HGETALL.
 var readScript = redis.NewScript(`
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   if ARGV[1] == '' then return {'', '0', {}} end
   epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 local top = redis.call('HGET', KEYS[1], 'top') or '0'
 local entries = {}
-if ARGV[3] ~= '' then
+if ARGV[3] == 'STATE' then
+  entries = redis.call('HGETALL', KEYS[3])
+elseif ARGV[3] ~= '' then
   entries = redis.call(ARGV[3], KEYS[2], ARGV[4], ARGV[5], 'COUNT', ARGV[6])
 end
 return {epoch, top, entries}
@@ -152,6 +172,11 @@ func (b *Redis) keys(room string) (log, meta, channel string) {
 	return tag + ":log", tag + ":meta", tag + ":ch"
 }
 
+// stateKey returns the name of a room's state hash.
+func (b *Redis) stateKey(room string) string { return b.prefix + "{" + room + "}:state" }
+
+func (b *Redis) nodeKey(node string) string { return b.prefix + "node:" + node }
+
 func (b *Redis) roomsKey() string { return b.prefix + "rooms" }
 
 func (b *Redis) checkOpen() error {
@@ -165,23 +190,112 @@ func (b *Redis) checkOpen() error {
 
 // Append implements Broker.
 func (b *Redis) Append(ctx context.Context, room string, data []byte) (Position, error) {
+	pos, _, err := b.AppendIf(ctx, room, data, Update{})
+	return pos, err
+}
+
+// condArg is how appendScript names a condition.
+var condArg = map[Cond]string{Always: "", IfEqual: "eq", IfNotEqual: "ne", IfPresent: "present"}
+
+// AppendIf implements Broker.
+func (b *Redis) AppendIf(ctx context.Context, room string, data []byte, u Update) (Position, bool, error) {
 	if err := b.checkOpen(); err != nil {
-		return Position{}, err
+		return Position{}, false, err
+	}
+	cond, ok := condArg[u.Cond]
+	if !ok {
+		return Position{}, false, fmt.Errorf("broker: redis: append to %q: unknown condition %d", room, u.Cond)
+	}
+	del := "0"
+	if u.Value == nil {
+		del = "1"
 	}
 	logKey, metaKey, channel := b.keys(room)
-	res, err := appendScript.Run(ctx, b.client, []string{metaKey, logKey},
-		newEpoch(), data, b.size, b.ttlMS, channel).StringSlice()
+	res, err := appendScript.Run(ctx, b.client, []string{metaKey, logKey, b.stateKey(room)},
+		newEpoch(), data, b.size, b.ttlMS, channel, u.Key, cond, u.Expect, u.Value, del).StringSlice()
 	if err != nil {
-		return Position{}, fmt.Errorf("broker: redis: append to %q: %w", room, err)
+		return Position{}, false, fmt.Errorf("broker: redis: append to %q: %w", room, err)
 	}
-	if len(res) != 2 {
-		return Position{}, fmt.Errorf("broker: redis: append to %q: unexpected reply %q", room, res)
+	if len(res) != 3 {
+		return Position{}, false, fmt.Errorf("broker: redis: append to %q: unexpected reply %q", room, res)
 	}
 	off, err := strconv.ParseUint(res[1], 10, 64)
 	if err != nil {
-		return Position{}, fmt.Errorf("broker: redis: append to %q: offset: %w", room, err)
+		return Position{}, false, fmt.Errorf("broker: redis: append to %q: offset: %w", room, err)
 	}
-	return Position{Epoch: res[0], Offset: off}, nil
+	return Position{Epoch: res[0], Offset: off}, res[2] == "1", nil
+}
+
+// State implements Broker.
+func (b *Redis) State(ctx context.Context, room string) (Position, map[string][]byte, error) {
+	if err := b.checkOpen(); err != nil {
+		return Position{}, nil, err
+	}
+	logKey, metaKey, _ := b.keys(room)
+	v, err := readScript.Run(ctx, b.client, []string{metaKey, logKey, b.stateKey(room)},
+		newEpoch(), b.ttlMS, "STATE", "", "", 0).Slice()
+	if err != nil {
+		return Position{}, nil, fmt.Errorf("broker: redis: state of %q: %w", room, err)
+	}
+	pos, err := readPosition(v)
+	if err != nil {
+		return Position{}, nil, fmt.Errorf("broker: redis: state of %q: %w", room, err)
+	}
+	kv, _ := v[2].([]any)
+	st := make(map[string][]byte, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		k, _ := kv[i].(string)
+		val, _ := kv[i+1].(string)
+		st[k] = []byte(val)
+	}
+	return pos, st, nil
+}
+
+// readPosition reads the {epoch, top, …} head of readScript's reply.
+func readPosition(v []any) (Position, error) {
+	if len(v) != 3 {
+		return Position{}, fmt.Errorf("unexpected reply of %d elements", len(v))
+	}
+	e, _ := v[0].(string)
+	topS, _ := v[1].(string)
+	top, err := strconv.ParseUint(topS, 10, 64)
+	if err != nil {
+		return Position{}, fmt.Errorf("top: %w", err)
+	}
+	return Position{Epoch: e, Offset: top}, nil
+}
+
+// Heartbeat implements Broker: a key that expires after ttl.
+func (b *Redis) Heartbeat(ctx context.Context, node string, ttl time.Duration) error {
+	if err := b.checkOpen(); err != nil {
+		return err
+	}
+	if err := b.client.Set(ctx, b.nodeKey(node), "1", ttl).Err(); err != nil {
+		return fmt.Errorf("broker: redis: heartbeat: %w", err)
+	}
+	return nil
+}
+
+// Alive implements Broker.
+func (b *Redis) Alive(ctx context.Context, nodes []string) (map[string]bool, error) {
+	if err := b.checkOpen(); err != nil {
+		return nil, err
+	}
+	cmds := make([]*redis.IntCmd, len(nodes))
+	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, n := range nodes {
+			cmds[i] = p.Exists(ctx, b.nodeKey(n))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: redis: alive: %w", err)
+	}
+	out := make(map[string]bool, len(nodes))
+	for i, n := range nodes {
+		out[n] = cmds[i].Val() == 1
+	}
+	return out, nil
 }
 
 // read runs readScript: the log's position and, when cmd is set, up to count entries from start to end.
@@ -192,25 +306,20 @@ func (b *Redis) read(ctx context.Context, room string, create bool, cmd, start, 
 	if create {
 		epoch = newEpoch()
 	}
-	v, err := readScript.Run(ctx, b.client, []string{metaKey, logKey},
+	v, err := readScript.Run(ctx, b.client, []string{metaKey, logKey, b.stateKey(room)},
 		epoch, b.ttlMS, cmd, start, end, count).Slice()
 	if err != nil {
 		return Position{}, nil, fmt.Errorf("broker: redis: read %q: %w", room, err)
 	}
-	if len(v) != 3 {
-		return Position{}, nil, fmt.Errorf("broker: redis: read %q: unexpected reply of %d elements", room, len(v))
-	}
-	e, _ := v[0].(string)
-	topS, _ := v[1].(string)
-	top, err := strconv.ParseUint(topS, 10, 64)
+	pos, err := readPosition(v)
 	if err != nil {
-		return Position{}, nil, fmt.Errorf("broker: redis: read %q: top: %w", room, err)
+		return Position{}, nil, fmt.Errorf("broker: redis: read %q: %w", room, err)
 	}
 	evs, err := parseEntries(v[2])
 	if err != nil {
 		return Position{}, nil, fmt.Errorf("broker: redis: read %q: %w", room, err)
 	}
-	return Position{Epoch: e, Offset: top}, evs, nil
+	return pos, evs, nil
 }
 
 // parseEntries reads XRANGE entries [[id, [field, value, …]], …] whose IDs are "<offset>-0" and whose
@@ -353,7 +462,7 @@ func (b *Redis) RemoveLog(ctx context.Context, room string) error {
 		return err
 	}
 	logKey, metaKey, _ := b.keys(room)
-	if err := b.client.Del(ctx, logKey, metaKey).Err(); err != nil {
+	if err := b.client.Del(ctx, logKey, metaKey, b.stateKey(room)).Err(); err != nil {
 		return fmt.Errorf("broker: redis: remove log of %q: %w", room, err)
 	}
 	return nil
