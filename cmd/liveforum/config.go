@@ -1,13 +1,18 @@
 package main
 
 import (
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/liveforum/liveforum/auth"
 	"github.com/liveforum/liveforum/protocol"
@@ -25,6 +30,12 @@ type config struct {
 	AutoCreate     bool
 	DefaultRoom    string
 	LogLevel       string
+
+	// RedisURL selects the Redis broker (several nodes sharing rooms); empty: the in-memory broker.
+	RedisURL    string
+	RedisPrefix string
+	// NodeID names this node among the nodes sharing a Redis; empty: the host name and a random suffix.
+	NodeID string
 
 	HistorySize     int
 	HistoryOnJoin   int
@@ -63,6 +74,9 @@ func (c *config) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AutoCreate, "auto-create", true, "create a room on the first join of a token that names it")
 	fs.StringVar(&c.DefaultRoom, "default-room", "lobby", "room created at start in development mode, with a moderator link printed")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.RedisURL, "redis-url", "", `Redis shared by several nodes: redis://[user:password@]host:port[/db] or rediss://… (TLS); empty: in-memory broker, one node`)
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", "lf:", "prefix of every Redis key and channel, so several deployments can share one Redis")
+	fs.StringVar(&c.NodeID, "node-id", "", "this node's name among the nodes sharing a Redis (letters, digits, '.', '_', '-'); empty: host name and a random suffix")
 	fs.IntVar(&c.HistorySize, "history-size", 10000, "events kept in each room's log (recovery window)")
 	fs.IntVar(&c.HistoryOnJoin, "history-on-join", 100, "recent chat messages sent to a new joiner")
 	fs.DurationVar(&c.RoomEmptyTTL, "room-empty-ttl", 10*time.Minute, "how long an empty room lives (rooms may set their own)")
@@ -149,6 +163,15 @@ func (c *config) validate() error {
 		}
 	}
 	check(c.DefaultRoom == "" || protocol.ValidRoomName(c.DefaultRoom) == nil, "default-room: %q is not a valid room name", c.DefaultRoom)
+	if err := checkRedisURL(c.RedisURL); err != nil {
+		errs = append(errs, err)
+	}
+	check(c.RedisPrefix != "" && !strings.ContainsAny(c.RedisPrefix, "{} \t\r\n") && len(c.RedisPrefix) <= 64,
+		"redis-prefix %q must be 1..64 characters without '{', '}' or spaces", c.RedisPrefix)
+	if c.NodeID == "" {
+		c.NodeID = randomNodeID()
+	}
+	check(validNodeID(c.NodeID), "node-id %q must be 1..64 letters, digits, '.', '_' or '-'", c.NodeID)
 	check(c.HistorySize >= 10 && c.HistorySize <= 1_000_000, "history-size must be 10..1000000")
 	check(c.HistoryOnJoin >= 0 && c.HistoryOnJoin <= c.HistorySize, "history-on-join must be 0..history-size")
 	check(c.RoomEmptyTTL >= time.Second, "room-empty-ttl must be at least 1s")
@@ -164,6 +187,81 @@ func (c *config) validate() error {
 	check(c.PingInterval >= time.Second, "ping-interval must be at least 1s")
 	check(c.WriteTimeout >= 3*time.Second, "write-timeout must be at least 3s (the close handshake takes up to 3s)")
 	return errors.Join(errs...)
+}
+
+// checkRedisURL accepts "" (no Redis) or a redis:// or rediss:// URL with a host and an optional database
+// number, so that a typo fails at startup with a message rather than as an unreachable Redis.
+func checkRedisURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse quotes the whole URL, password included: say what is wrong without it.
+		return errors.New("redis-url: not a URL like redis://host:6379/0")
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return fmt.Errorf("redis-url: scheme %q, want redis:// or rediss:// (TLS), as in redis://host:6379/0", u.Scheme)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("redis-url: no host in %q, want redis://host:6379/0", u.Redacted())
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("redis-url: port %q is not 1..65535", p)
+		}
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		if n, err := strconv.Atoi(db); err != nil || n < 0 {
+			return fmt.Errorf("redis-url: database %q is not a number (redis://host:6379/0)", db)
+		}
+	}
+	return nil
+}
+
+// redactedRedisURL is the Redis URL without its password, for logs.
+func redactedRedisURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid)"
+	}
+	return u.Redacted()
+}
+
+func validNodeID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !nodeIDRune(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func nodeIDRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+}
+
+// randomNodeID is the host name (what a node id may not hold dropped, at most 40 bytes) and 8 random hex
+// digits, so that two processes on one host, or a restarted one, never share an id.
+func randomNodeID() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if nodeIDRune(r) {
+			return r
+		}
+		return -1
+	}, host)
+	if len(host) > 40 {
+		host = host[:40]
+	}
+	if host == "" {
+		host = "node"
+	}
+	id := uuid.New()
+	return host + "-" + hex.EncodeToString(id[:4])
 }
 
 func getenv(k string) string { return os.Getenv(k) }

@@ -142,6 +142,16 @@ func TestInvalidConfigIsExplained(t *testing.T) {
 		{"bad env value", nil, map[string]string{"LIVEFORUM_MAX_CONNS": "lots"}, []string{"LIVEFORUM_MAX_CONNS"}},
 		{"bad env duration", nil, map[string]string{"LIVEFORUM_LEAVE_GRACE": "soon"}, []string{"LIVEFORUM_LEAVE_GRACE"}},
 		{"unknown flag", []string{"-colour", "red"}, nil, []string{"colour"}},
+		{"redis url with another scheme", append([]string{"-redis-url", "http://127.0.0.1:6379"}, prod...), nil, []string{"redis-url", `"http"`, "redis://"}},
+		{"redis url without scheme", append([]string{"-redis-url", "127.0.0.1:6379"}, prod...), nil, []string{"redis-url"}},
+		{"redis url without host", append([]string{"-redis-url", "redis:///0"}, prod...), nil, []string{"redis-url", "no host"}},
+		{"redis url with a bad port", append([]string{"-redis-url", "redis://h:99999"}, prod...), nil, []string{"redis-url", "port"}},
+		{"redis url with a bad database", append([]string{"-redis-url", "redis://h:6379/cache"}, prod...), nil, []string{"redis-url", "database"}},
+		{"redis url from env", prod, map[string]string{"LIVEFORUM_REDIS_URL": "tcp://h:6379"}, []string{"redis-url", `"tcp"`}},
+		{"redis prefix with a hash tag", append([]string{"-redis-prefix", "lf:{x}:"}, prod...), nil, []string{"redis-prefix"}},
+		{"empty redis prefix", append([]string{"-redis-prefix", ""}, prod...), nil, []string{"redis-prefix"}},
+		{"node id with a space", append([]string{"-node-id", "node a"}, prod...), nil, []string{"node-id"}},
+		{"node id too long", append([]string{"-node-id", strings.Repeat("n", 65)}, prod...), nil, []string{"node-id"}},
 		{"every error at once", []string{"-history-size", "5", "-log-level", "loud", "-max-conns", "0"}, nil,
 			[]string{"history-size", "log-level", "max-conns"}},
 	} {
@@ -158,5 +168,50 @@ func TestInvalidConfigIsExplained(t *testing.T) {
 	}
 	if _, err := parseConfig([]string{"-h"}, nil); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v", err)
+	}
+}
+
+// Without a Redis URL the node uses the in-memory broker; the Redis settings come from flags or their
+// environment twins, and a node without a configured id gets one of its own.
+func TestRedisAndNodeSettings(t *testing.T) {
+	cfg, err := parseConfig(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RedisURL != "" || brokerKind(cfg) != "memory" || cfg.RedisPrefix != "lf:" {
+		t.Fatalf("defaults: url %q kind %q prefix %q", cfg.RedisURL, brokerKind(cfg), cfg.RedisPrefix)
+	}
+	if !validNodeID(cfg.NodeID) {
+		t.Fatalf("generated node id %q is not valid", cfg.NodeID)
+	}
+	other, _ := parseConfig(nil, nil)
+	if other.NodeID == cfg.NodeID {
+		t.Fatalf("two nodes made up the same id %q", cfg.NodeID)
+	}
+
+	cfg, err = parseConfig([]string{"-node-id", "node-b.eu_1"}, map[string]string{
+		"LIVEFORUM_REDIS_URL":    "rediss://user:pw@redis.example.org:6380/2",
+		"LIVEFORUM_REDIS_PREFIX": "forum-a:",
+		"LIVEFORUM_NODE_ID":      "from-env",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RedisURL != "rediss://user:pw@redis.example.org:6380/2" || cfg.RedisPrefix != "forum-a:" ||
+		cfg.NodeID != "node-b.eu_1" || brokerKind(cfg) != "redis" {
+		t.Fatalf("config: url %q prefix %q node %q", cfg.RedisURL, cfg.RedisPrefix, cfg.NodeID)
+	}
+	for _, ok := range []string{"redis://127.0.0.1:6379", "redis://h", "redis://:pw@h:1/0", "redis://[::1]:6379/15", "rediss://h:6380"} {
+		if err := checkRedisURL(ok); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	// A refused URL's error does not carry the password.
+	_, err = parseConfig([]string{"-redis-url", "redis://u:hunter2@:6379"}, nil)
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error %v", err)
+	}
+	if got := redactedRedisURL("redis://u:hunter2@h:6379/1"); strings.Contains(got, "hunter2") || !strings.Contains(got, "h:6379/1") {
+		t.Fatalf("redacted %q", got)
 	}
 }

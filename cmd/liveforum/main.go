@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -70,16 +71,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 
-	b := broker.NewMemory(broker.MemoryOptions{HistorySize: cfg.HistorySize})
+	b, err := openBroker(ctx, &cfg, log)
+	if err != nil {
+		return err
+	}
 	defer b.Close()
 	historyOnJoin := cfg.HistoryOnJoin
 	if historyOnJoin == 0 {
 		historyOnJoin = -1 // rooms.Config: 0 is "the default", negative is "none"
 	}
-	reg := rooms.NewRegistry(b, rooms.Config{
+	rc := rooms.Config{
 		HistoryOnJoin: historyOnJoin, MaxRecover: cfg.HistorySize, EmptyTTL: cfg.RoomEmptyTTL, LeaveGrace: cfg.LeaveGrace,
 		MaxMembers: cfg.MaxMembers, MaxChatRunes: cfg.MaxChatChars, FanoutDelay: cfg.FanoutDelay, Logger: log,
-	})
+	}
+	setNode(&rc, cfg.NodeID)
+	reg := rooms.NewRegistry(b, rc)
 	srv, err := server.New(server.Config{
 		Keys: cfg.keys, AdminKey: cfg.admin, AllowedOrigins: cfg.origins, DevMode: cfg.devMode,
 		AutoCreate: cfg.AutoCreate, PublicURL: cfg.PublicURL,
@@ -108,7 +114,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 	if base == "" {
 		base = "http://" + displayAddr(ln.Addr())
 	}
-	log.Info("liveforum listening", "addr", ln.Addr().String(), "version", version, "dev", cfg.devMode)
+	log.Info("liveforum listening", "addr", ln.Addr().String(), "version", version, "dev", cfg.devMode,
+		"broker", brokerKind(&cfg), "node", cfg.NodeID)
 	if cfg.devMode {
 		devBanner(ctx, stdout, srv, reg, &cfg, base)
 	}
@@ -133,6 +140,43 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 		log.Warn("connections still open at shutdown timeout", "err", err)
 	}
 	return nil
+}
+
+// redisConnectTimeout bounds the first connection to Redis at startup.
+const redisConnectTimeout = 10 * time.Second
+
+// openBroker returns the in-memory broker, or with a Redis URL the Redis broker, connected: an unreachable
+// Redis fails startup rather than leaving a node that cannot serve.
+func openBroker(ctx context.Context, cfg *config, log *slog.Logger) (broker.Broker, error) {
+	if cfg.RedisURL == "" {
+		return broker.NewMemory(broker.MemoryOptions{HistorySize: cfg.HistorySize}), nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, redisConnectTimeout)
+	defer cancel()
+	b, err := broker.NewRedis(rctx, broker.RedisOptions{URL: cfg.RedisURL, HistorySize: cfg.HistorySize,
+		Prefix: cfg.RedisPrefix, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("redis-url %s: cannot use Redis (is it running and reachable from here?): %w",
+			redactedRedisURL(cfg.RedisURL), err)
+	}
+	log.Info("connected to Redis", "redis", redactedRedisURL(cfg.RedisURL), "prefix", cfg.RedisPrefix, "node", cfg.NodeID)
+	return b, nil
+}
+
+// setNode sets rooms.Config.Node, the name under which this node heartbeats its members. The field is
+// being added to package rooms; until it exists this does nothing, so the command builds either way.
+// Once it exists, serve sets the field directly and this goes.
+func setNode(rc *rooms.Config, node string) {
+	if f := reflect.ValueOf(rc).Elem().FieldByName("Node"); f.IsValid() && f.Kind() == reflect.String && f.CanSet() {
+		f.SetString(node)
+	}
+}
+
+func brokerKind(cfg *config) string {
+	if cfg.RedisURL == "" {
+		return "memory"
+	}
+	return "redis"
 }
 
 // devBanner creates the default room and prints what a first-time user needs.
