@@ -169,6 +169,9 @@ type Event struct {
 	By     *Member   `json:"by,omitempty"`
 	Reason string    `json:"reason,omitempty"`
 	Room   *RoomInfo `json:"room,omitempty"`
+	// Node is, on member.joined, the server node that holds the member's connection (an opaque id), so
+	// that every node knows whose members to log as gone if that node dies.
+	Node string `json:"node,omitempty"`
 }
 
 // Left is the payload of "left": the server took the connection out of the room, with the close code it

@@ -12,6 +12,8 @@ package rooms
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +52,16 @@ type Config struct {
 	FanoutDelay time.Duration
 	// SweepEvery is how often expiries and delayed leaves are checked (default 1 s).
 	SweepEvery time.Duration
+	// Node identifies this node among the nodes sharing the broker (default: a random id). Members'
+	// joins name the node that holds their connection.
+	Node string
+	// NodeTTL is how long this node's heartbeat lasts in the broker; it is renewed every third of it. A
+	// node whose heartbeat has expired is dead: the members it held are logged as left, once, by a node
+	// that notices (default 10 s).
+	NodeTTL time.Duration
+	// UnloadAfter is how long a room with members on other nodes but none here stays loaded (subscribed)
+	// on this node (default 1 minute).
+	UnloadAfter time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives the registry's logs (default slog.Default()).
@@ -81,6 +93,15 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Node == "" {
+		c.Node = newNodeID()
+	}
+	if c.NodeTTL <= 0 {
+		c.NodeTTL = 10 * time.Second
+	}
+	if c.UnloadAfter <= 0 {
+		c.UnloadAfter = time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -100,7 +121,25 @@ type Registry struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	hb heartbeat
 }
+
+// heartbeat is this node's liveness in the broker. Guarded by its own mutex.
+type heartbeat struct {
+	mu      sync.Mutex
+	last    time.Time // when the last heartbeat succeeded
+	healthy time.Time // since when every heartbeat has succeeded (zero after a failure)
+}
+
+func newNodeID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Node returns this node's id.
+func (g *Registry) Node() string { return g.cfg.Node }
 
 // NewRegistry returns a registry over the broker and starts its sweeper; Close stops it.
 func NewRegistry(b broker.Broker, cfg Config) *Registry {
@@ -138,6 +177,7 @@ func (g *Registry) Close(code int, reason string) {
 
 func (g *Registry) sweeper() {
 	defer g.wg.Done()
+	g.beat(context.Background(), true)
 	t := time.NewTicker(g.cfg.SweepEvery)
 	defer t.Stop()
 	for {
@@ -150,9 +190,11 @@ func (g *Registry) sweeper() {
 	}
 }
 
-// Sweep logs the leaves whose grace has passed and expires rooms that have been empty for their TTL. The
-// sweeper calls it periodically; tests call it after moving the clock.
+// Sweep renews this node's heartbeat, logs the leaves whose grace has passed and those of members held by
+// dead nodes, expires rooms that have been empty for their TTL and unloads rooms that have no local
+// member. The sweeper calls it periodically; tests call it after moving the clock.
 func (g *Registry) Sweep(ctx context.Context) {
+	g.beat(ctx, false)
 	g.mu.Lock()
 	rooms := make([]*Room, 0, len(g.rooms))
 	for _, r := range g.rooms {
@@ -164,9 +206,18 @@ func (g *Registry) Sweep(ctx context.Context) {
 	now := g.cfg.Now()
 	for _, r := range rooms {
 		r.sweepLeaves(ctx, now)
-		if r.expired(now) {
-			if err := g.remove(ctx, r, false); err != nil {
+		r.reassert(ctx)
+	}
+	g.sweepDeadNodes(ctx, rooms)
+	for _, r := range rooms {
+		switch {
+		case r.expired(now):
+			if err := g.remove(ctx, r, removeExpired); err != nil {
 				g.log.Warn("room expiry failed", "room", r.name, "err", err)
+			}
+		case r.idle(now):
+			if err := g.remove(ctx, r, removeUnload); err != nil {
+				g.log.Warn("room unload failed", "room", r.name, "err", err)
 			}
 		}
 	}
@@ -261,12 +312,20 @@ func (g *Registry) CloseRoom(ctx context.Context, name, reason string) error {
 	if err != nil {
 		return err
 	}
-	return g.remove(ctx, r, true, reason)
+	return g.remove(ctx, r, removeClose, reason)
 }
 
-// remove closes a room (announce: with a room.closed event first) and forgets it. For an expiry it only
-// proceeds if the room is still empty.
-func (g *Registry) remove(ctx context.Context, r *Room, announce bool, reason ...string) error {
+// How a room leaves this node's registry.
+const (
+	removeClose   = iota // closed by an operator: room.closed is logged, the log and record deleted
+	removeExpired        // empty for its TTL: the log and record are deleted
+	removeUnload         // no local member for a while, members elsewhere: only this node forgets it
+)
+
+// remove takes a room out of this node's registry (see the remove* modes). An expiry only proceeds if the
+// room is still empty, an unload if it still has no local session.
+func (g *Registry) remove(ctx context.Context, r *Room, mode int, reason ...string) error {
+	announce := mode == removeClose
 	if announce {
 		why := ""
 		if len(reason) > 0 {
@@ -283,7 +342,7 @@ func (g *Registry) remove(ctx context.Context, r *Room, announce bool, reason ..
 		return nil
 	}
 	r.mu.Lock()
-	if !announce && !r.emptyLocked() {
+	if mode == removeExpired && !r.emptyLocked() || mode == removeUnload && !r.idleLocked() {
 		r.mu.Unlock()
 		g.mu.Unlock()
 		return nil
@@ -299,14 +358,21 @@ func (g *Registry) remove(ctx context.Context, r *Room, announce bool, reason ..
 	g.mu.Unlock()
 	// The room stays in g.rooms until its log and record are gone, so that a join meanwhile waits for
 	// the clean-up instead of loading the record and subscribing just before they are deleted.
-	err := errors.Join(g.b.Unsubscribe(ctx, r.name), g.b.RemoveLog(ctx, r.name), g.b.DeleteRoom(ctx, r.name))
+	err := g.b.Unsubscribe(ctx, r.name)
+	if mode != removeUnload {
+		err = errors.Join(err, g.b.RemoveLog(ctx, r.name), g.b.DeleteRoom(ctx, r.name))
+	}
 	g.mu.Lock()
 	if g.rooms[r.name] == r {
 		delete(g.rooms, r.name)
 	}
 	close(r.removed)
 	g.mu.Unlock()
-	g.log.Info("room removed", "room", r.name, "closed", announce)
+	if mode == removeUnload {
+		g.log.Debug("room unloaded: no local member", "room", r.name)
+	} else {
+		g.log.Info("room removed", "room", r.name, "closed", announce)
+	}
 	return err
 }
 
@@ -356,7 +422,8 @@ func (g *Registry) room(ctx context.Context, name string, create *Settings) (*Ro
 	}
 	if r == nil {
 		r = &Room{g: g, name: name, ready: make(chan struct{}), local: map[string]*Session{},
-			members: map[string]protocol.Member{}, leaving: map[string]time.Time{}}
+			members: map[string]protocol.Member{}, nodes: map[string]string{}, lost: map[string]struct{}{},
+			leaving: map[string]time.Time{}}
 		g.rooms[name] = r
 		g.mu.Unlock()
 		r.loadErr = g.loadRoom(ctx, r, create)
@@ -407,28 +474,52 @@ func (g *Registry) loadRoom(ctx context.Context, r *Room, create *Settings) erro
 	if err := g.b.Subscribe(ctx, r.name, r.handle); err != nil {
 		return err
 	}
-	// The recent chat of a room whose log already exists (loaded again, or on another node).
-	h, err := g.b.History(ctx, r.name, broker.HistoryOptions{Limit: max(g.cfg.HistoryOnJoin, 1), Match: isChat})
+	// The members as of a position, then the events after it: those delivered meanwhile wait in r.early.
+	top, state, err := g.b.State(ctx, r.name)
+	var h broker.History
+	if err == nil { // the recent chat of a room whose log already exists (loaded again, or on another node)
+		h, err = g.b.History(ctx, r.name, broker.HistoryOptions{Limit: max(g.cfg.HistoryOnJoin, 1), Match: isChat})
+	}
 	if err != nil {
 		_ = g.b.Unsubscribe(ctx, r.name)
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	switch {
-	case r.epoch == "": // no event was delivered while loading
-		r.epoch, r.applied = h.Top.Epoch, h.Top.Offset
-		if g.cfg.HistoryOnJoin > 0 {
-			r.recent = h.Events
+	r.epoch, r.applied = top.Epoch, top.Offset
+	for k, v := range state {
+		var hm heldMember
+		if len(k) < 2 || k[:2] != "m:" || json.Unmarshal(v, &hm) != nil || memberKey(hm.Member.Identity) != k {
+			g.log.Warn("unreadable room state entry", "room", r.name, "key", k)
+			continue
 		}
-	case r.epoch == h.Top.Epoch && g.cfg.HistoryOnJoin > 0:
-		var older []broker.Event
+		id := hm.Member.Identity
+		r.members[id], r.nodes[id] = hm.Member, hm.Node
+		if hm.Node == g.cfg.Node {
+			// Held by this node before it restarted (a fixed node id): nobody is connected here now.
+			r.leaving[id] = g.cfg.Now().Add(g.cfg.LeaveGrace)
+		}
+	}
+	if h.Top.Epoch == top.Epoch && g.cfg.HistoryOnJoin > 0 {
 		for _, ev := range h.Events {
-			if len(r.recent) == 0 || ev.Offset < r.recent[0].Offset {
-				older = append(older, ev)
+			if ev.Offset <= top.Offset { // later ones are among the early events
+				r.recent = append(r.recent, ev)
 			}
 		}
-		r.recent = append(older, r.recent...)
+	}
+	r.folding = true
+	early := r.early
+	r.early = nil
+	for _, e := range early {
+		if e.epoch != top.Epoch || e.ev.Offset <= top.Offset {
+			continue // included in the state, or from a log that the state's replaced
+		}
+		var ev protocol.Event
+		chat := isChat(e.ev.Data)
+		if !chat && json.Unmarshal(e.ev.Data, &ev) != nil {
+			continue
+		}
+		r.foldLocked(e.epoch, e.ev, chat, &ev)
 	}
 	return nil
 }

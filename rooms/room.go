@@ -41,6 +41,12 @@ type Room struct {
 	epoch      string
 	applied    uint64                     // offset of the newest event folded in
 	members    map[string]protocol.Member // the fold: members by identity
+	nodes      map[string]string          // the fold: the node holding each member's connection
+	lost       map[string]struct{}        // local members whose leave another node logged (see reassert)
+	folding    bool                       // the state is loaded: events are folded, not kept in early
+	early      []earlyEvent               // events delivered while the room was loading
+	idleSince  time.Time                  // since when no local session is in the room (sweeps)
+	waiters    []waiter                   // joins waiting for the fold to reach their own event
 	local      map[string]*Session        // this node's live session of each identity
 	sessions   sessionList                // this node's sessions, for fan-out
 	watchers   sessionList                // the sessions that receive member events (presence)
@@ -88,6 +94,25 @@ func (r *Room) status() Status {
 
 func (r *Room) emptyLocked() bool { return len(r.members) == 0 && len(r.sessions.s) == 0 }
 
+// idleLocked reports whether the room has members, all of them on other nodes, and nothing to do here.
+func (r *Room) idleLocked() bool {
+	return !r.closed && len(r.members) > 0 && len(r.sessions.s) == 0 && len(r.leaving) == 0 && len(r.lost) == 0
+}
+
+// idle reports whether the room has been idle here (see idleLocked) for UnloadAfter.
+func (r *Room) idle(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.idleLocked() {
+		r.idleSince = time.Time{}
+		return false
+	}
+	if r.idleSince.IsZero() {
+		r.idleSince = now
+	}
+	return now.Sub(r.idleSince) >= r.g.cfg.UnloadAfter
+}
+
 func (r *Room) expired(now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -100,18 +125,37 @@ func (r *Room) expired(now time.Time) bool {
 
 // append encodes and logs an event. The caller holds no lock but possibly r.presence.
 func (r *Room) append(ctx context.Context, ev protocol.Event) (broker.Position, error) {
+	pos, _, err := r.appendIf(ctx, ev, broker.Update{})
+	return pos, err
+}
+
+// appendIf encodes and logs an event with a conditional update of the room's broker state; ok reports
+// whether the condition held (and the event was logged).
+func (r *Room) appendIf(ctx context.Context, ev protocol.Event, u broker.Update) (broker.Position, bool, error) {
 	if ev.Time == 0 {
 		ev.Time = r.g.cfg.Now().UnixMilli()
 	}
 	data, err := protocol.Encode(ev) // no HTML escaping: "<" stays one byte
 	if err != nil {
-		return broker.Position{}, err
+		return broker.Position{}, false, err
 	}
-	pos, err := r.g.b.Append(ctx, r.name, data)
+	var pos broker.Position
+	ok := true
+	if u.Key == "" {
+		pos, err = r.g.b.Append(ctx, r.name, data)
+	} else {
+		pos, ok, err = r.g.b.AppendIf(ctx, r.name, data, u)
+	}
 	if err != nil {
-		return pos, fmt.Errorf("rooms: append to %q: %w", r.name, err)
+		return pos, false, fmt.Errorf("rooms: append to %q: %w", r.name, err)
 	}
-	return pos, nil
+	return pos, ok, nil
+}
+
+// earlyEvent is an event delivered while the room was loading.
+type earlyEvent struct {
+	epoch string
+	ev    broker.Event
 }
 
 var (
@@ -133,11 +177,19 @@ func (r *Room) handle(epoch string, ev broker.Event) {
 			return
 		}
 	}
-	presence := bytes.HasPrefix(ev.Data, prefixPresence)
-	frame := protocol.AppendEvent(make([]byte, 0, len(ev.Data)+len(r.name)+48), r.name, ev.Offset, ev.Data)
-
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !r.folding {
+		r.early = append(r.early, earlyEvent{epoch: epoch, ev: ev})
+		return
+	}
+	r.foldLocked(epoch, ev, chat, &e)
+}
+
+// foldLocked applies one event of the log: e is its decoded form unless it is a chat message.
+func (r *Room) foldLocked(epoch string, ev broker.Event, chat bool, e *protocol.Event) {
+	presence := bytes.HasPrefix(ev.Data, prefixPresence)
+	frame := protocol.AppendEvent(make([]byte, 0, len(ev.Data)+len(r.name)+48), r.name, ev.Offset, ev.Data)
 	if r.epoch != epoch {
 		if r.epoch != "" {
 			// The log was lost and restarted: positions our members hold are meaningless now. Make them
@@ -147,7 +199,7 @@ func (r *Room) handle(epoch string, ev broker.Event) {
 				s.sink.Kick(r.name, protocol.CloseShutdown, "room log restarted")
 			}
 			r.clearSessionsLocked()
-			r.members = map[string]protocol.Member{}
+			r.members, r.nodes = map[string]protocol.Member{}, map[string]string{}
 			r.recent, r.batch = nil, r.batch[:0]
 		}
 		r.epoch, r.applied = epoch, 0
@@ -178,7 +230,51 @@ func (r *Room) handle(epoch string, ev broker.Event) {
 		}
 	}
 	if !chat {
-		r.applyLocked(&e)
+		r.applyLocked(e)
+	}
+	if len(r.waiters) > 0 {
+		r.wakeLocked()
+	}
+}
+
+// waiter is a goroutine waiting until the fold has reached an offset of an epoch.
+type waiter struct {
+	pos  broker.Position
+	done chan struct{}
+}
+
+// wakeLocked releases the waiters whose position the fold has reached, or whose epoch is over.
+func (r *Room) wakeLocked() {
+	keep := r.waiters[:0]
+	for _, w := range r.waiters {
+		if w.pos.Epoch != r.epoch || w.pos.Offset <= r.applied {
+			close(w.done)
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	clear(r.waiters[len(keep):])
+	r.waiters = keep
+}
+
+// awaitFold waits (bounded by ctx and a few seconds) until the fold includes the event at pos: with a
+// broker that delivers asynchronously, this node may not have folded an event it has just logged.
+func (r *Room) awaitFold(ctx context.Context, pos broker.Position) {
+	r.mu.Lock()
+	if pos.Epoch != r.epoch || pos.Offset <= r.applied {
+		r.mu.Unlock()
+		return
+	}
+	w := waiter{pos: pos, done: make(chan struct{})}
+	r.waiters = append(r.waiters, w)
+	r.mu.Unlock()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+	case <-t.C:
+		r.g.log.Warn("the room's log did not deliver a member's own join in time", "room", r.name, "offset", pos.Offset)
 	}
 }
 
@@ -310,14 +406,31 @@ func joinBatch(batch []batched) (all, quiet []byte) {
 func (r *Room) applyLocked(e *protocol.Event) {
 	switch e.Kind {
 	case protocol.KindMemberJoined:
-		if e.Member != nil {
-			r.members[e.Member.Identity] = *e.Member
+		if e.Member == nil {
+			return
+		}
+		id := e.Member.Identity
+		r.members[id] = *e.Member
+		r.nodes[id] = e.Node
+		if e.Node != r.g.cfg.Node {
+			// The member is another node's now: it joined there, after or instead of here.
+			if s := r.local[id]; s != nil {
+				s.sink.Kick(r.name, protocol.CloseReplaced, "joined from another connection")
+				r.dropLocked(s)
+			}
+			delete(r.leaving, id)
 		}
 	case protocol.KindMemberLeft, protocol.KindMemberRemoved:
 		if e.Member == nil {
 			return
 		}
-		delete(r.members, e.Member.Identity)
+		id := e.Member.Identity
+		delete(r.members, id)
+		delete(r.nodes, id)
+		delete(r.leaving, id)
+		if e.Kind == protocol.KindMemberLeft && r.local[id] != nil {
+			r.lost[id] = struct{}{} // another node took this one for dead: log the join again
+		}
 		if e.Kind == protocol.KindMemberRemoved {
 			if s := r.local[e.Member.Identity]; s != nil {
 				s.sink.Kick(r.name, protocol.CloseRemoved, "removed by a moderator")
@@ -385,16 +498,19 @@ func (r *Room) logLeave(ctx context.Context, id string, now time.Time) {
 	r.mu.Lock()
 	at, ok := r.leaving[id]
 	m, member := r.members[id]
+	mine := r.nodes[id] == r.g.cfg.Node
 	if !ok || now.Before(at) || r.local[id] != nil {
 		r.mu.Unlock()
 		return
 	}
 	delete(r.leaving, id)
 	r.mu.Unlock()
-	if !member {
-		return
+	if !member || !mine {
+		return // already gone, or held by another node now
 	}
-	if _, err := r.append(ctx, protocol.Event{Kind: protocol.KindMemberLeft, Member: &m}); err != nil {
+	// Only if the member is still this node's: it may have reconnected to another node meanwhile.
+	u := broker.Update{Key: memberKey(id), Cond: broker.IfEqual, Expect: memberValue(r.g.cfg.Node, m)}
+	if _, _, err := r.appendIf(ctx, protocol.Event{Kind: protocol.KindMemberLeft, Member: &m}, u); err != nil {
 		r.g.log.Warn("could not log a leave; will retry", "room", r.name, "member", id, "err", err)
 		r.mu.Lock()
 		if _, again := r.leaving[id]; !again && r.local[id] == nil {

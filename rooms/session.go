@@ -101,17 +101,19 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 	if s.presence {
 		r.watchers.add(s, listWatchers)
 	}
-	needJoin := !present || r.members[a.Member.Identity] != a.Member
 	r.mu.Unlock()
-	if needJoin {
-		m := a.Member
-		if _, err := r.append(ctx, protocol.Event{Kind: protocol.KindMemberJoined, Member: &m}); err != nil {
-			r.presence.Unlock()
-			s.Leave(ctx, false)
-			return nil, err
-		}
+	// Logged unless the room's state already has this member on this node (a quick reconnect): the
+	// condition is checked by the broker, so it holds even when this node's fold lags behind the log.
+	joined, _, err := r.logJoin(ctx, a.Member)
+	if err != nil {
+		r.presence.Unlock()
+		s.Leave(ctx, false)
+		return nil, err
 	}
 	r.presence.Unlock()
+	// The reply is built from the fold; it must include the member's own join (or the state that made it
+	// unnecessary), which the member is not sent as a live event.
+	r.awaitFold(ctx, joined)
 
 	recovered := false
 	var hist broker.History
@@ -300,6 +302,10 @@ func (s *Session) Remove(ctx context.Context, identity, reason string) error {
 		return fmt.Errorf("%w: %q", ErrNoMember, identity)
 	}
 	by := s.member
-	_, err := r.append(ctx, protocol.Event{Kind: protocol.KindMemberRemoved, Member: &m, By: &by, Reason: reason})
+	_, ok, err := r.appendIf(ctx, protocol.Event{Kind: protocol.KindMemberRemoved, Member: &m, By: &by, Reason: reason},
+		broker.Update{Key: memberKey(identity), Cond: broker.IfPresent})
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: %q", ErrNoMember, identity) // left meanwhile
+	}
 	return err
 }
