@@ -326,6 +326,19 @@ const (
 // room is still empty, an unload if it still has no local session.
 func (g *Registry) remove(ctx context.Context, r *Room, mode int, reason ...string) error {
 	announce := mode == removeClose
+	if mode == removeExpired {
+		// Another node may have logged a join this node has not folded yet: the broker has the last word.
+		r.mu.Lock()
+		applied := r.applied
+		r.mu.Unlock()
+		top, state, err := g.b.State(ctx, r.name)
+		if err != nil {
+			return err
+		}
+		if len(state) > 0 || top.Offset > applied {
+			return nil
+		}
+	}
 	if announce {
 		why := ""
 		if len(reason) > 0 {
