@@ -23,6 +23,9 @@ var (
 	ErrNotFound = errors.New("broker: not found")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("broker: closed")
+	// ErrUnavailable means the broker's store could not be reached (Redis down): the call had no effect
+	// or its effect is unknown. Retry later.
+	ErrUnavailable = errors.New("broker: unavailable")
 )
 
 // Event is one logged event of a room: its offset and its encoded payload.

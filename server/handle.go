@@ -301,6 +301,8 @@ func errorCode(err error) (string, string) {
 		code = protocol.CodeRateLimited
 	case errors.Is(err, rooms.ErrTooLong):
 		code = protocol.CodeTooLong
+	case errors.Is(err, broker.ErrUnavailable):
+		return protocol.CodeUnavailable, "the room's log is unavailable right now; try again in a moment"
 	case errors.Is(err, broker.ErrClosed), errors.Is(err, rooms.ErrRegistryClose), errors.Is(err, rooms.ErrRetry),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		code = protocol.CodeUnavailable
