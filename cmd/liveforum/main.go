@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -80,12 +79,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 	if historyOnJoin == 0 {
 		historyOnJoin = -1 // rooms.Config: 0 is "the default", negative is "none"
 	}
-	rc := rooms.Config{
+	reg := rooms.NewRegistry(b, rooms.Config{
 		HistoryOnJoin: historyOnJoin, MaxRecover: cfg.HistorySize, EmptyTTL: cfg.RoomEmptyTTL, LeaveGrace: cfg.LeaveGrace,
 		MaxMembers: cfg.MaxMembers, MaxChatRunes: cfg.MaxChatChars, FanoutDelay: cfg.FanoutDelay, Logger: log,
-	}
-	setNode(&rc, cfg.NodeID)
-	reg := rooms.NewRegistry(b, rc)
+		Node: cfg.NodeID,
+	})
 	srv, err := server.New(server.Config{
 		Keys: cfg.keys, AdminKey: cfg.admin, AllowedOrigins: cfg.origins, DevMode: cfg.devMode,
 		AutoCreate: cfg.AutoCreate, PublicURL: cfg.PublicURL,
@@ -161,15 +159,6 @@ func openBroker(ctx context.Context, cfg *config, log *slog.Logger) (broker.Brok
 	}
 	log.Info("connected to Redis", "redis", redactedRedisURL(cfg.RedisURL), "prefix", cfg.RedisPrefix, "node", cfg.NodeID)
 	return b, nil
-}
-
-// setNode sets rooms.Config.Node, the name under which this node heartbeats its members. The field is
-// being added to package rooms; until it exists this does nothing, so the command builds either way.
-// Once it exists, serve sets the field directly and this goes.
-func setNode(rc *rooms.Config, node string) {
-	if f := reflect.ValueOf(rc).Elem().FieldByName("Node"); f.IsValid() && f.Kind() == reflect.String && f.CanSet() {
-		f.SetString(node)
-	}
 }
 
 func brokerKind(cfg *config) string {
