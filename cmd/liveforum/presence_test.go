@@ -125,3 +125,37 @@ func TestNodeCrashPresence(t *testing.T) {
 	}
 	sameAfter(t, pos.Offset, survivors...)
 }
+
+// A node crashes and is restarted at once with the same node id, so its heartbeat never lapses for long:
+// the members it held that do not come back must still be seen to leave, once, by everyone.
+func TestNodeRestartSameIDPresence(t *testing.T) {
+	rs := redistest.Start(t, redistest.AOF())
+	cl := startCluster(t, rs.URL(), "restart", 2)
+	const room = "hall"
+	a := joinMember(t, cl.nodes[0], room, "on-a", memberOpts{})
+	b := joinMember(t, cl.nodes[1], room, "on-b", memberOpts{})
+	want := map[string]bool{"on-a": true, "on-b": true}
+	for _, m := range []*member{a, b} {
+		m.waitFor(10*time.Second, func(evs []client.Event) bool {
+			return fmt.Sprint(sortedKeys(presence(t, m, evs))) == fmt.Sprint(sortedKeys(want))
+		}, func(evs []client.Event) string { return fmt.Sprintf("sees %v", sortedKeys(presence(t, m, evs))) })
+	}
+	cl.nodes[0].Kill()
+	a.Close()
+	cl.nodes[0].Restart() // same address, same -node-id
+	killed := time.Now()
+	b.waitFor(25*time.Second, func(evs []client.Event) bool { return leaves(evs, "on-a") > 0 },
+		func(evs []client.Event) string {
+			return fmt.Sprintf("on-a never left; b sees %v", sortedKeys(presence(t, b, evs)))
+		})
+	t.Logf("on-a left %v after its node crashed and came back", time.Since(killed).Round(100*time.Millisecond))
+	time.Sleep(2 * time.Second)
+	if n := leaves(b.Events(), "on-a"); n != 1 {
+		t.Fatalf("on-b saw on-a leave %d times", n)
+	}
+	// A newcomer on the restarted node sees the room as it is.
+	c := joinMember(t, cl.nodes[0], room, "newcomer", memberOpts{})
+	if got := sortedKeys(presence(t, c, c.Events())); fmt.Sprint(got) != "[newcomer on-b]" {
+		t.Fatalf("newcomer on the restarted node sees %v", got)
+	}
+}
