@@ -48,9 +48,9 @@ func (g *Registry) beat(ctx context.Context, force bool) {
 	if !force && now.Sub(g.hb.last) < g.cfg.NodeTTL/3 {
 		return
 	}
-	if err := g.b.Heartbeat(ctx, g.cfg.Node, g.cfg.NodeTTL); err != nil {
+	if err := g.b.Heartbeat(ctx, g.node, g.cfg.NodeTTL); err != nil {
 		if !g.hb.healthy.IsZero() {
-			g.log.Warn("node heartbeat failed", "node", g.cfg.Node, "err", err)
+			g.log.Warn("node heartbeat failed", "node", g.node, "err", err)
 		}
 		g.hb.healthy = time.Time{}
 		return
@@ -90,7 +90,7 @@ func (g *Registry) sweepDeadNodes(ctx context.Context, rooms []*Room) {
 	for _, r := range rooms {
 		r.mu.Lock()
 		for _, n := range r.nodes {
-			if n != g.cfg.Node && !seen[n] {
+			if n != g.node && !seen[n] {
 				seen[n] = true
 				nodes = append(nodes, n)
 			}
@@ -109,7 +109,7 @@ func (g *Registry) sweepDeadNodes(ctx context.Context, rooms []*Room) {
 		r.mu.Lock()
 		var gone []heldMember
 		for id, n := range r.nodes {
-			if n != g.cfg.Node && !alive[n] {
+			if n != g.node && !alive[n] {
 				gone = append(gone, heldMember{Node: n, Member: r.members[id]})
 			}
 		}
@@ -163,7 +163,7 @@ func (r *Room) reassert(ctx context.Context) {
 // caller holds r.presence.
 func (r *Room) logJoin(ctx context.Context, m protocol.Member) (broker.Position, bool, error) {
 	r.g.ensureBeat(ctx)
-	v := memberValue(r.g.cfg.Node, m)
-	return r.appendIf(ctx, protocol.Event{Kind: protocol.KindMemberJoined, Member: &m, Node: r.g.cfg.Node},
+	v := memberValue(r.g.node, m)
+	return r.appendIf(ctx, protocol.Event{Kind: protocol.KindMemberJoined, Member: &m, Node: r.g.node},
 		broker.Update{Key: memberKey(m.Identity), Value: v, Cond: broker.IfNotEqual, Expect: v})
 }

@@ -53,7 +53,9 @@ type Config struct {
 	// SweepEvery is how often expiries and delayed leaves are checked (default 1 s).
 	SweepEvery time.Duration
 	// Node identifies this node among the nodes sharing the broker (default: a random id). Members'
-	// joins name the node that holds their connection.
+	// joins name the node that holds their connection, as Node plus a suffix drawn at each start, so
+	// that the members of a node that crashed and restarted at once are still logged as left when its
+	// previous run's heartbeat expires.
 	Node string
 	// NodeTTL is how long this node's heartbeat lasts in the broker; it is renewed every third of it. A
 	// node whose heartbeat has expired is dead: the members it held are logged as left, once, by a node
@@ -109,9 +111,10 @@ func (c *Config) defaults() {
 
 // Registry holds the rooms loaded on this node.
 type Registry struct {
-	b   broker.Broker
-	cfg Config
-	log *slog.Logger
+	b    broker.Broker
+	cfg  Config
+	log  *slog.Logger
+	node string // cfg.Node and this run's suffix
 
 	createMu sync.Mutex // serialises the check and the write of a room's creation
 
@@ -138,13 +141,13 @@ func newNodeID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Node returns this node's id.
-func (g *Registry) Node() string { return g.cfg.Node }
+// Node returns the id this run of the node heartbeats under (Config.Node and a suffix).
+func (g *Registry) Node() string { return g.node }
 
 // NewRegistry returns a registry over the broker and starts its sweeper; Close stops it.
 func NewRegistry(b broker.Broker, cfg Config) *Registry {
 	cfg.defaults()
-	g := &Registry{b: b, cfg: cfg, log: cfg.Logger, rooms: map[string]*Room{}, stop: make(chan struct{})}
+	g := &Registry{b: b, cfg: cfg, log: cfg.Logger, node: cfg.Node + "~" + newNodeID()[:6], rooms: map[string]*Room{}, stop: make(chan struct{})}
 	g.wg.Add(1)
 	go g.sweeper()
 	return g
@@ -508,7 +511,7 @@ func (g *Registry) loadRoom(ctx context.Context, r *Room, create *Settings) erro
 		}
 		id := hm.Member.Identity
 		r.members[id], r.nodes[id] = hm.Member, hm.Node
-		if hm.Node == g.cfg.Node {
+		if hm.Node == g.node {
 			// Held by this node before it restarted (a fixed node id): nobody is connected here now.
 			r.leaving[id] = g.cfg.Now().Add(g.cfg.LeaveGrace)
 		}

@@ -412,7 +412,7 @@ func (r *Room) applyLocked(e *protocol.Event) {
 		id := e.Member.Identity
 		r.members[id] = *e.Member
 		r.nodes[id] = e.Node
-		if e.Node != r.g.cfg.Node {
+		if e.Node != r.g.node {
 			// The member is another node's now: it joined there, after or instead of here.
 			if s := r.local[id]; s != nil {
 				s.sink.Kick(r.name, protocol.CloseReplaced, "joined from another connection")
@@ -498,7 +498,7 @@ func (r *Room) logLeave(ctx context.Context, id string, now time.Time) {
 	r.mu.Lock()
 	at, ok := r.leaving[id]
 	m, member := r.members[id]
-	mine := r.nodes[id] == r.g.cfg.Node
+	mine := r.nodes[id] == r.g.node
 	if !ok || now.Before(at) || r.local[id] != nil {
 		r.mu.Unlock()
 		return
@@ -509,7 +509,7 @@ func (r *Room) logLeave(ctx context.Context, id string, now time.Time) {
 		return // already gone, or held by another node now
 	}
 	// Only if the member is still this node's: it may have reconnected to another node meanwhile.
-	u := broker.Update{Key: memberKey(id), Cond: broker.IfEqual, Expect: memberValue(r.g.cfg.Node, m)}
+	u := broker.Update{Key: memberKey(id), Cond: broker.IfEqual, Expect: memberValue(r.g.node, m)}
 	if _, _, err := r.appendIf(ctx, protocol.Event{Kind: protocol.KindMemberLeft, Member: &m}, u); err != nil {
 		r.g.log.Warn("could not log a leave; will retry", "room", r.name, "member", id, "err", err)
 		r.mu.Lock()
