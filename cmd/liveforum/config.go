@@ -36,6 +36,8 @@ type config struct {
 	RedisPrefix string
 	// NodeID names this node among the nodes sharing a Redis; empty: the host name and a random suffix.
 	NodeID string
+	// NodeTTL is how long a node's heartbeat lasts: a node silent for that long is dead.
+	NodeTTL time.Duration
 
 	HistorySize     int
 	HistoryOnJoin   int
@@ -77,6 +79,7 @@ func (c *config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisURL, "redis-url", "", `Redis shared by several nodes: redis://[user:password@]host:port[/db] or rediss://… (TLS); empty: in-memory broker, one node`)
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "lf:", "prefix of every Redis key and channel, so several deployments can share one Redis")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name among the nodes sharing a Redis (letters, digits, '.', '_', '-'); empty: host name and a random suffix")
+	fs.DurationVar(&c.NodeTTL, "node-ttl", 10*time.Second, "heartbeat lifetime: the members of a node not heard from for this long are logged as left by another node")
 	fs.IntVar(&c.HistorySize, "history-size", 10000, "events kept in each room's log (recovery window)")
 	fs.IntVar(&c.HistoryOnJoin, "history-on-join", 100, "recent chat messages sent to a new joiner")
 	fs.DurationVar(&c.RoomEmptyTTL, "room-empty-ttl", 10*time.Minute, "how long an empty room lives (rooms may set their own)")
@@ -172,6 +175,7 @@ func (c *config) validate() error {
 		c.NodeID = randomNodeID()
 	}
 	check(validNodeID(c.NodeID), "node-id %q must be 1..64 letters, digits, '.', '_' or '-'", c.NodeID)
+	check(c.NodeTTL >= time.Second && c.NodeTTL <= 10*time.Minute, "node-ttl must be 1s..10m")
 	check(c.HistorySize >= 10 && c.HistorySize <= 1_000_000, "history-size must be 10..1000000")
 	check(c.HistoryOnJoin >= 0 && c.HistoryOnJoin <= c.HistorySize, "history-on-join must be 0..history-size")
 	check(c.RoomEmptyTTL >= time.Second, "room-empty-ttl must be at least 1s")

@@ -134,9 +134,9 @@ type node struct {
 }
 
 // nodeArgs are the settings every test node gets besides its id and Redis: the test secret and admin key, a
-// short leave grace, and limits high enough for test publishers.
+// short leave grace and node heartbeat TTL, and limits high enough for test publishers.
 var nodeArgs = []string{
-	"-secret", testSecret, "-admin-key", testAdminKey, "-leave-grace", "1s", "-log-level", "info",
+	"-secret", testSecret, "-admin-key", testAdminKey, "-leave-grace", "1s", "-node-ttl", "3s", "-log-level", "info",
 	"-chat-rate", "1000", "-chat-burst", "1000", "-msg-rate", "1000", "-msg-burst", "1000",
 	"-shutdown-timeout", "5s",
 }
