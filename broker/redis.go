@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +21,12 @@ var _ Broker = (*Redis)(nil)
 // RedisOptions configure a Redis broker. Only URL is required; every other zero value means its default.
 type RedisOptions struct {
 	// URL is redis://[[user]:password@]host:port[/db] or rediss://… for TLS, as redis.ParseURL reads it.
+	// With Cluster it names one or more nodes of the cluster, as redis.ParseClusterURL reads it:
+	// redis://[[user]:password@]host:port?addr=host:port&addr=host:port (rediss:// for TLS, no db); the
+	// client learns the other nodes from the cluster.
 	URL string
+	// Cluster selects Redis Cluster (Redis 7.0 or later, for sharded pub/sub). See Redis.
+	Cluster bool
 	// HistorySize is about how many events each room's stream keeps (XADD MAXLEN ~: Redis trims whole
 	// stream nodes, so it may keep somewhat more); 0 means 10000. It also caps History's Limit.
 	HistorySize int
@@ -31,6 +38,9 @@ type RedisOptions struct {
 	// Logger receives what the broker cannot return to a caller (a subscriber's failed catch-up);
 	// nil means slog.Default().
 	Logger *slog.Logger
+
+	// dial, when set, opens the client's connections (tests break them with it).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Redis is the broker for several nodes sharing one Redis. A room's log is a Redis Stream whose entry IDs
@@ -40,7 +50,17 @@ type RedisOptions struct {
 // what was published meanwhile) and fills them from the stream before delivering further.
 //
 // Keys of a room share the hash tag {room}: <prefix>{room}:log (stream), <prefix>{room}:meta (hash: epoch,
-// top); the room's channel is <prefix>{room}:ch. Room records live in the hash <prefix>rooms.
+// top), <prefix>{room}:state (hash); the room's channel is <prefix>{room}:ch. Room records live in the hash
+// <prefix>rooms, node heartbeats in the keys <prefix>node:<node>.
+//
+// On a Redis Cluster (RedisOptions.Cluster) a room's keys and channel are in one hash slot, so the script
+// runs on the slot's master, and it publishes with SPUBLISH: sharded pub/sub, which only the slot's shard
+// carries. Sharded subscriptions of different slots cannot share a connection, so each subscribed room has
+// its own pub/sub connection to its slot's master: a node holds one connection per room it serves, besides
+// its command connections. The same dispatcher reads them all. When Redis drops a room's subscription (its
+// slot moved to another master) or does not confirm it within a few seconds, the broker reloads the
+// cluster's slot map and opens the room's connection again, on the slot's new master, and fills what it
+// missed from the stream.
 //
 // Handlers are called from the dispatcher goroutine only, one call at a time across all rooms, so a slow
 // handler delays every room of the node. A handler must not call Subscribe (it waits for a confirmation
@@ -51,8 +71,11 @@ type Redis struct {
 	prefix string
 	log    *slog.Logger
 
-	client *redis.Client
-	ps     *redis.PubSub
+	client  redis.UniversalClient // a *redis.Client, or the *redis.ClusterClient below
+	cluster *redis.ClusterClient  // nil unless on a Redis Cluster
+	publish string                // the command the append script publishes with: PUBLISH or SPUBLISH
+	ps      *redis.PubSub         // not on a cluster: the node's one pub/sub connection
+	in      chan shardMsg         // on a cluster: what the rooms' pub/sub connections receive
 
 	ctx    context.Context // cancelled by Close; bounds the dispatcher's Redis calls
 	cancel context.CancelFunc
@@ -65,9 +88,10 @@ type Redis struct {
 
 // appendScript appends one event and publishes it, when the condition on the room's state holds.
 // KEYS: meta, log, state. ARGV: epoch for a new log, data, MAXLEN, TTL in ms, channel, state key ("" = no
-// update), condition ("" | "eq" | "ne" | "present"), expected value, new value, "1" to delete the key.
-// Returns {epoch, offset, "1"} or, when the condition failed, {epoch, top, "0"}.
-var appendScript = redis.NewScript(`
+// update), condition ("" | "eq" | "ne" | "present"), expected value, new value, "1" to delete the key,
+// "PUBLISH" | "SPUBLISH" (on a cluster). Returns {epoch, offset, "1"} or, when the condition failed,
+// {epoch, top, "0"}. It is never sent twice (see evalOnce).
+const appendScriptSrc = `
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -90,12 +114,14 @@ if key ~= '' then
 end
 local top = string.format('%d', redis.call('HINCRBY', KEYS[1], 'top', 1))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], top .. '-0', 'd', ARGV[2])
-redis.call('PUBLISH', ARGV[5], epoch .. '|' .. top .. '|' .. ARGV[2])
+redis.call(ARGV[11], ARGV[5], epoch .. '|' .. top .. '|' .. ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return {epoch, top, '1'}
-`)
+`
+
+var appendScript = redis.NewScript(appendScriptSrc)
 
 // readScript reads a log's position and, atomically with it, a range of its stream or its state.
 // KEYS: meta, log, state. ARGV: epoch to create when the log has none ("" = do not create, answer epoch
@@ -138,32 +164,122 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	ro, err := redis.ParseURL(opts.URL)
-	if err != nil {
-		return nil, fmt.Errorf("broker: redis: %w", err)
-	}
-	// A command whose reply was lost may have run: retrying an Append could log the event twice. Callers
-	// get the error instead.
-	ro.MaxRetries = -1
-	client := redis.NewClient(ro)
-	if err := client.Ping(ctx).Err(); err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("broker: redis: ping %s: %w", ro.Addr, err)
-	}
 	b := &Redis{
-		size:   opts.HistorySize,
-		ttlMS:  max(opts.KeyTTL.Milliseconds(), 1),
-		prefix: opts.Prefix,
-		log:    opts.Logger,
-		client: client,
-		subs:   map[string]*redisSub{},
+		size:    opts.HistorySize,
+		ttlMS:   max(opts.KeyTTL.Milliseconds(), 1),
+		prefix:  opts.Prefix,
+		log:     opts.Logger,
+		publish: "PUBLISH",
+		subs:    map[string]*redisSub{},
+	}
+	ro, co, err := clientOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if co != nil {
+		b.cluster = redis.NewClusterClient(co)
+		b.client, b.publish = b.cluster, "SPUBLISH"
+		err = b.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			if err := c.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("%s: %w", c.Options().Addr, err)
+			}
+			return nil
+		})
+		if err != nil {
+			_ = b.cluster.Close()
+			return nil, fmt.Errorf("broker: redis: cluster %s: ping every master: %w", strings.Join(co.Addrs, ","), err)
+		}
+	} else {
+		client := redis.NewClient(ro)
+		if err := client.Ping(ctx).Err(); err != nil {
+			_ = client.Close()
+			return nil, fmt.Errorf("broker: redis: ping %s: %w", ro.Addr, err)
+		}
+		b.client = client
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.ps = client.Subscribe(b.ctx)
-	msgs := b.ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
+	var msgs <-chan any
+	if b.cluster == nil {
+		b.ps = b.client.Subscribe(b.ctx)
+		msgs = b.ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
+	} else {
+		b.in = make(chan shardMsg, 1024)
+	}
 	b.wg.Add(1)
 	go b.dispatch(msgs)
 	return b, nil
+}
+
+// clientOptions reads opts.URL: the options of a client of one Redis, or (with opts.Cluster) of a
+// cluster client.
+func clientOptions(opts RedisOptions) (*redis.Options, *redis.ClusterOptions, error) {
+	if !opts.Cluster {
+		ro, err := redis.ParseURL(opts.URL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("broker: redis: %w", err)
+		}
+		// A command whose reply was lost may have run: retrying an Append could log the event twice.
+		// Callers get the error instead.
+		ro.MaxRetries = -1
+		if opts.dial != nil {
+			ro.Dialer = opts.dial
+		}
+		return ro, nil, nil
+	}
+	co, err := redis.ParseClusterURL(opts.URL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("broker: redis: cluster: %w", err)
+	}
+	if p := urlPath(opts.URL); p != "" && p != "/" && p != "/0" {
+		return nil, nil, fmt.Errorf("broker: redis: cluster: a cluster has no database %q", strings.TrimPrefix(p, "/"))
+	}
+	// As above, for the nodes' clients. The cluster client itself retries a command after a network error
+	// (up to MaxRedirects times, which also bounds MOVED and ASK redirects): harmless for every command
+	// but the append script, which it follows through redirects (it did not run) but never retries
+	// (see evalOnce).
+	co.MaxRetries = -1
+	if opts.dial != nil {
+		co.Dialer = opts.dial
+	}
+	return nil, co, nil
+}
+
+// urlPath returns the path of a URL, "" if it does not parse.
+func urlPath(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return u.Path
+}
+
+// noRetryCmd is a command that go-redis must not send again after a network error: its reply was lost,
+// but it may have run.
+type noRetryCmd struct{ *redis.Cmd }
+
+func (noRetryCmd) NoRetry() bool { return true }
+
+// evalOnce runs a script that must run at most once per call: EVALSHA, or EVAL when Redis does not have the
+// script cached (NOSCRIPT: it did not run). Neither is retried after a network error, on one node or on a
+// cluster (where MaxRetries does not cover it: the cluster client retries up to MaxRedirects times, unless
+// the command says NoRetry); MOVED and ASK are still followed.
+func (b *Redis) evalOnce(ctx context.Context, s *redis.Script, src string, keys []string, args ...any) *redis.Cmd {
+	run := func(name, script string) *redis.Cmd {
+		a := make([]any, 0, 3+len(keys)+len(args))
+		a = append(a, name, script, len(keys))
+		for _, k := range keys {
+			a = append(a, k)
+		}
+		a = append(a, args...)
+		cmd := redis.NewCmd(ctx, a...)
+		_ = b.client.Process(ctx, noRetryCmd{cmd})
+		return cmd
+	}
+	cmd := run("evalsha", s.Hash())
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		cmd = run("eval", src)
+	}
+	return cmd
 }
 
 // keys returns the names of a room's stream, meta hash and channel.
@@ -211,8 +327,8 @@ func (b *Redis) AppendIf(ctx context.Context, room string, data []byte, u Update
 		del = "1"
 	}
 	logKey, metaKey, channel := b.keys(room)
-	res, err := appendScript.Run(ctx, b.client, []string{metaKey, logKey, b.stateKey(room)},
-		newEpoch(), data, b.size, b.ttlMS, channel, u.Key, cond, u.Expect, u.Value, del).StringSlice()
+	res, err := b.evalOnce(ctx, appendScript, appendScriptSrc, []string{metaKey, logKey, b.stateKey(room)},
+		newEpoch(), data, b.size, b.ttlMS, channel, u.Key, cond, u.Expect, u.Value, del, b.publish).StringSlice()
 	if err != nil {
 		return Position{}, false, fmt.Errorf("broker: redis: append to %q: %w", room, err)
 	}
@@ -532,14 +648,26 @@ func (b *Redis) Close() error {
 	b.closed = true
 	subs := b.subs
 	b.subs = nil
+	var roomPS []*redis.PubSub
+	for _, st := range subs {
+		if st.ps != nil {
+			roomPS = append(roomPS, st.ps)
+		}
+	}
 	b.mu.Unlock()
 
 	b.cancel()
 	for _, st := range subs {
 		st.finish(ErrClosed)
 	}
-	// Closing the PubSub closes the channel the dispatcher ranges over.
-	psErr := b.ps.Close()
+	var psErr error
+	if b.ps != nil {
+		// Closing the PubSub closes the channel the dispatcher ranges over.
+		psErr = b.ps.Close()
+	}
+	for _, ps := range roomPS {
+		_ = ps.Close() // closes the channel its forwarder ranges over
+	}
 	b.wg.Wait()
 	if err := errors.Join(psErr, b.client.Close()); err != nil {
 		return fmt.Errorf("broker: redis: close: %w", err)

@@ -19,7 +19,23 @@ const (
 	retryInterval = 500 * time.Millisecond
 	// catchUpPage is how many stream entries one catch-up round trip reads.
 	catchUpPage = 512
+	// confirmTimeout is how long, on a cluster, a room's pub/sub connection may wait for Redis to confirm
+	// its subscription before the broker opens another (its slot may have moved: SSUBSCRIBE sent to a node
+	// that no longer serves the slot is refused, and go-redis does not report that).
+	confirmTimeout = 3 * time.Second
+	// reloadDelay is how long the broker waits, after asking go-redis to reload the cluster's slot map,
+	// before it opens a room's pub/sub connection again.
+	reloadDelay = 200 * time.Millisecond
+	// roomChannelSize is how many messages go-redis buffers for one room's pub/sub connection.
+	roomChannelSize = 64
 )
+
+// shardMsg is what one room's pub/sub connection (on a cluster) received, for the dispatcher.
+type shardMsg struct {
+	st *redisSub
+	ps *redis.PubSub
+	m  any
+}
 
 var errUnsubscribed = errors.New("broker: redis: unsubscribed while subscribing")
 
@@ -33,6 +49,12 @@ type redisSub struct {
 	ready    chan struct{} // closed when Subscribe may return, with readyErr
 	once     sync.Once
 	readyErr error
+
+	// On a cluster only, guarded by Redis.mu.
+	ps        *redis.PubSub // the room's own pub/sub connection; nil until Subscribe opened it
+	psOpened  time.Time     // when ps was opened
+	confirmed bool          // Redis confirmed ps's subscription
+	reopening bool          // a goroutine is opening a new ps
 
 	// Owned by the dispatcher goroutine.
 	started bool   // confirmed by Redis, epoch and last known
@@ -81,7 +103,12 @@ func (b *Redis) Subscribe(ctx context.Context, room string, h Handler) error {
 
 	// When SUBSCRIBE cannot be sent, go-redis still keeps the channel and subscribes it when it
 	// reconnects: wait for the confirmation either way, as long as ctx allows.
-	subErr := b.ps.Subscribe(ctx, channel)
+	var subErr error
+	if b.cluster == nil {
+		subErr = b.ps.Subscribe(ctx, channel)
+	} else {
+		subErr = b.openRoomPS(ctx, st)
+	}
 	if err := b.awaitSubscribed(ctx, st); err != nil {
 		b.drop(st)
 		if errors.Is(err, ErrClosed) {
@@ -107,8 +134,10 @@ func (b *Redis) awaitSubscribed(ctx context.Context, st *redisSub) error {
 func (b *Redis) drop(st *redisSub) {
 	b.mu.Lock()
 	mine := b.subs[st.channel] == st
+	var ps *redis.PubSub
 	if mine {
 		delete(b.subs, st.channel)
+		ps = st.ps
 	}
 	b.mu.Unlock()
 	if !mine {
@@ -117,6 +146,12 @@ func (b *Redis) drop(st *redisSub) {
 	st.mu.Lock()
 	st.handler = nil
 	st.mu.Unlock()
+	if b.cluster != nil {
+		if ps != nil {
+			_ = ps.Close()
+		}
+		return
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, dispatchTimeout)
 	defer cancel()
 	_ = b.ps.Unsubscribe(ctx, st.channel) // best effort: go-redis forgets the channel even when this fails
@@ -133,6 +168,10 @@ func (b *Redis) Unsubscribe(ctx context.Context, room string) error {
 	}
 	st := b.subs[channel]
 	delete(b.subs, channel)
+	var ps *redis.PubSub
+	if st != nil {
+		ps = st.ps
+	}
 	b.mu.Unlock()
 	if st == nil {
 		return nil
@@ -141,6 +180,13 @@ func (b *Redis) Unsubscribe(ctx context.Context, room string) error {
 	st.handler = nil
 	st.mu.Unlock()
 	st.finish(errUnsubscribed)
+	if b.cluster != nil {
+		// The room's connection goes: nothing to tell Redis, nothing that can fail.
+		if ps != nil {
+			_ = ps.Close()
+		}
+		return nil
+	}
 	if err := b.ps.Unsubscribe(ctx, channel); err != nil {
 		return fmt.Errorf("broker: redis: unsubscribe %q: %w", room, err)
 	}
@@ -153,13 +199,22 @@ func (b *Redis) sub(channel string) *redisSub {
 	return b.subs[channel]
 }
 
-// dispatch reads the pub/sub channel until go-redis closes it (Close closes the PubSub).
+// dispatch reads the pub/sub channel until go-redis closes it (Close closes the PubSub) or, on a cluster,
+// what the rooms' pub/sub connections receive until Close.
 func (b *Redis) dispatch(msgs <-chan any) {
 	defer b.wg.Done()
 	tick := time.NewTicker(retryInterval)
 	defer tick.Stop()
+	var closing <-chan struct{}
+	if b.cluster != nil {
+		closing = b.ctx.Done() // the forwarders drain their rooms' channels themselves
+	}
 	for {
 		select {
+		case <-closing:
+			return
+		case sm := <-b.in:
+			b.onShardMsg(sm)
 		case m, ok := <-msgs:
 			if !ok {
 				return
@@ -178,9 +233,126 @@ func (b *Redis) dispatch(msgs <-chan any) {
 		case <-tick.C:
 			if b.ctx.Err() == nil {
 				b.retryStale()
+				if b.cluster != nil {
+					b.checkRoomPS()
+				}
 			}
 		}
 	}
+}
+
+// openRoomPS opens, on a cluster, the room's own pub/sub connection: SSUBSCRIBE on its slot's master. When
+// that fails, go-redis keeps trying in the background; the error is returned for information.
+func (b *Redis) openRoomPS(ctx context.Context, st *redisSub) error {
+	ps := b.cluster.SSubscribe(ctx) // no connection yet: the channel's slot chooses the node
+	err := ps.SSubscribe(ctx, st.channel)
+	b.mu.Lock()
+	if b.closed || b.subs[st.channel] != st {
+		// Closed or unsubscribed meanwhile: Subscribe's wait says which.
+		b.mu.Unlock()
+		_ = ps.Close()
+		return err
+	}
+	old := st.ps
+	st.ps, st.psOpened, st.confirmed = ps, time.Now(), false
+	// Read only now, so the receiving goroutine cannot connect before SSUBSCRIBE chose the node.
+	msgs := ps.ChannelWithSubscriptions(redis.WithChannelSize(roomChannelSize))
+	b.wg.Add(1) // under b.mu, not closed: Close sets closed before it waits for wg
+	b.mu.Unlock()
+	go b.forward(st, ps, msgs)
+	if old != nil {
+		_ = old.Close()
+	}
+	return err
+}
+
+// forward hands what one room's pub/sub connection receives to the dispatcher, until go-redis closes the
+// channel (the PubSub was closed). It drains the channel without forwarding once the broker is closing.
+func (b *Redis) forward(st *redisSub, ps *redis.PubSub, msgs <-chan any) {
+	defer b.wg.Done()
+	for m := range msgs {
+		select {
+		case b.in <- shardMsg{st, ps, m}:
+		case <-b.ctx.Done():
+		}
+	}
+}
+
+// onShardMsg handles what a room's pub/sub connection received, on a cluster, if it is the room's current
+// connection: a message, the confirmation of its subscription (the first one, or again after a
+// reconnect), or Redis dropping the subscription because the room's slot moved to another node.
+func (b *Redis) onShardMsg(sm shardMsg) {
+	if b.ctx.Err() != nil {
+		return
+	}
+	sub, _ := sm.m.(*redis.Subscription)
+	b.mu.Lock()
+	current := b.subs[sm.st.channel] == sm.st && sm.st.ps == sm.ps
+	if current && sub != nil {
+		switch sub.Kind {
+		case "ssubscribe":
+			sm.st.confirmed = true
+		case "sunsubscribe":
+			// Not asked for: Unsubscribe closes the connection instead.
+			b.log.Info("broker: redis: the room's slot moved to another node; subscribing there",
+				"room", sm.st.room)
+			b.reopenLocked(sm.st)
+		}
+	}
+	b.mu.Unlock()
+	if !current {
+		return // the room was unsubscribed, or this connection replaced
+	}
+	switch m := sm.m.(type) {
+	case *redis.Subscription:
+		if m.Kind == "ssubscribe" {
+			b.onSubscribed(m.Channel)
+		}
+	case *redis.Message:
+		b.onMessage(m)
+	}
+}
+
+// checkRoomPS opens again, on a cluster, the connections whose subscription Redis has not confirmed for
+// confirmTimeout.
+func (b *Redis) checkRoomPS() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, st := range b.subs {
+		if st.ps != nil && !st.confirmed && !st.reopening && time.Since(st.psOpened) > confirmTimeout {
+			b.log.Warn("broker: redis: pub/sub subscription not confirmed; subscribing again",
+				"room", st.room, "waited", time.Since(st.psOpened).Round(time.Millisecond))
+			b.reopenLocked(st)
+		}
+	}
+}
+
+// reopenLocked starts replacing the room's pub/sub connection: go-redis reloads the cluster's slot map,
+// and after reloadDelay a new connection subscribes on the slot's master as go-redis then knows it. Its
+// confirmation makes the dispatcher catch up from the stream. b.mu is held.
+func (b *Redis) reopenLocked(st *redisSub) {
+	if st.reopening || b.closed {
+		return
+	}
+	st.reopening = true
+	b.cluster.ReloadState(b.ctx)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTimer(reloadDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-b.ctx.Done():
+			return
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, dispatchTimeout)
+		defer cancel()
+		_ = b.openRoomPS(ctx, st)
+		b.mu.Lock()
+		st.reopening = false
+		b.mu.Unlock()
+	}()
 }
 
 // onSubscribed handles Redis's confirmation of SUBSCRIBE: the first one starts the subscription; a later
@@ -192,7 +364,7 @@ func (b *Redis) onSubscribed(channel string) {
 		return
 	}
 	if st.started {
-		b.log.Info("broker: redis: pub/sub subscribed again after a lost connection; catching up from the stream",
+		b.log.Info("broker: redis: pub/sub subscribed again (reconnected, or moved on a cluster); catching up from the stream",
 			"room", st.room, "epoch", st.epoch, "offset", st.last)
 		b.catchUp(st)
 		return

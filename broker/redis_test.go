@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,8 +103,11 @@ func appendEventually(t *testing.T, b Broker, room, data string) Position {
 // TestRedisGapFill: an event whose PUBLISH was lost is read from the stream before the next published one.
 func TestRedisGapFill(t *testing.T) {
 	srv := redistest.Start(t)
-	b := newTestRedis(t, srv, RedisOptions{})
-	raw := rawClient(t, srv)
+	testGapFill(t, newTestRedis(t, srv, RedisOptions{}), rawClient(t, srv))
+}
+
+// testGapFill is TestRedisGapFill with b, and raw on the same Redis.
+func testGapFill(t *testing.T, b *Redis, raw redis.UniversalClient) {
 	ctx := t.Context()
 	room := uniqueName(t, "room")
 	s := newSink(16)
@@ -367,4 +373,100 @@ func TestParseMessage(t *testing.T) {
 			t.Errorf("parseMessage(%q) = %q %d %q %v", tt.in, epoch, ev.Offset, ev.Data, err)
 		}
 	}
+}
+
+// TestRedisClientOptions: what NewRedis reads from its URL, on one Redis and on a cluster.
+func TestRedisClientOptions(t *testing.T) {
+	ro, co, err := clientOptions(RedisOptions{URL: "rediss://ann:pw@redis.example:6380/2?dial_timeout=3s"})
+	if err != nil || co != nil {
+		t.Fatalf("rediss:// URL: %v, cluster options %v", err, co)
+	}
+	if ro.TLSConfig == nil || ro.TLSConfig.ServerName != "redis.example" {
+		t.Fatalf("rediss:// URL: TLS config %+v, want one for redis.example", ro.TLSConfig)
+	}
+	if ro.Addr != "redis.example:6380" || ro.Username != "ann" || ro.Password != "pw" || ro.DB != 2 ||
+		ro.DialTimeout != 3*time.Second || ro.MaxRetries != -1 {
+		t.Fatalf("rediss:// URL: addr %q user %q password %q db %d dial timeout %v max retries %d",
+			ro.Addr, ro.Username, ro.Password, ro.DB, ro.DialTimeout, ro.MaxRetries)
+	}
+	if ro, _, err := clientOptions(RedisOptions{URL: "redis://h:1?max_retries=5"}); err != nil || ro.TLSConfig != nil || ro.MaxRetries != -1 {
+		t.Fatalf("redis:// URL asking for retries: %v, TLS %v, max retries %d; want no TLS, -1", err, ro.TLSConfig, ro.MaxRetries)
+	}
+
+	_, co, err = clientOptions(RedisOptions{Cluster: true, URL: "rediss://:pw@n1.example:7000?addr=n2.example:7001&addr=10.0.0.3:7002&max_retries=3"})
+	if err != nil {
+		t.Fatalf("cluster rediss:// URL: %v", err)
+	}
+	if co.TLSConfig == nil || co.TLSConfig.ServerName != "n1.example" {
+		t.Fatalf("cluster rediss:// URL: TLS config %+v", co.TLSConfig)
+	}
+	if got := strings.Join(co.Addrs, " "); got != "n1.example:7000 n2.example:7001 10.0.0.3:7002" || co.Password != "pw" || co.MaxRetries != -1 {
+		t.Fatalf("cluster URL: addrs %q password %q max retries %d", got, co.Password, co.MaxRetries)
+	}
+	for _, bad := range []string{"redis://h:1/2", "redis://h:1?addr=nope", "redis://h:1?bogus=1", "unix:///tmp/redis.sock"} {
+		if _, _, err := clientOptions(RedisOptions{Cluster: true, URL: bad}); err == nil {
+			t.Errorf("cluster URL %q accepted", bad)
+		}
+	}
+}
+
+// lossyDialer opens connections that, once armed, lose the reply of the next command that contains
+// match: the command is sent (and runs), then the connection is closed before its reply is read.
+type lossyDialer struct {
+	match []byte
+	armed atomic.Bool
+}
+
+func (d *lossyDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &lossyConn{Conn: c, d: d}, nil
+}
+
+type lossyConn struct {
+	net.Conn
+	d *lossyDialer
+}
+
+func (c *lossyConn) Write(p []byte) (int, error) {
+	if bytes.Contains(p, c.d.match) && c.d.armed.CompareAndSwap(true, false) {
+		n, err := c.Conn.Write(p)
+		time.Sleep(100 * time.Millisecond) // Redis runs it
+		_ = c.Conn.Close()
+		return n, err
+	}
+	return c.Conn.Write(p)
+}
+
+// testAppendNotRetried: an Append whose reply is lost returns an error and is not sent again: the event
+// is logged once.
+func testAppendNotRetried(t *testing.T, url string, cluster bool) {
+	d := &lossyDialer{match: []byte(appendScript.Hash())}
+	b := newTestRedis(t, nil, RedisOptions{URL: url, Cluster: cluster, dial: d.dial})
+	room := uniqueName(t, "room")
+	s := newSink(8)
+	mustSubscribe(t, b, room, s.handle)
+	mustAppend(t, b, room, "first") // EVAL: Redis has the script from now on, EVALSHA runs it
+	d.armed.Store(true)
+	if pos, err := b.Append(t.Context(), room, []byte("lost reply")); err == nil {
+		t.Fatalf("Append whose reply was lost: %+v, no error", pos)
+	} else {
+		t.Logf("Append whose reply was lost: %v", err)
+	}
+	if d.armed.Load() {
+		t.Fatal("the append script was never sent")
+	}
+	pos := mustAppend(t, b, room, "next")
+	if pos.Offset != 3 {
+		t.Fatalf("Append after the lost reply: offset %d, want 3 (the lost one logged once)", pos.Offset)
+	}
+	expectDeliveries(t, s, pos.Epoch, 1, "first", "lost reply", "next")
+	s.nothingQueued(t)
+}
+
+func TestRedisAppendNotRetried(t *testing.T) {
+	srv := redistest.Start(t)
+	testAppendNotRetried(t, srv.URL(), false)
 }

@@ -1,6 +1,7 @@
 // Package redistest starts a private redis-server for a test: on a free port of 127.0.0.1, with its data in
 // the test's temporary directory, stopped by t.Cleanup. Owning the process lets a test kill and restart Redis
-// in the middle of what it tests. It never touches a Redis that happens to run on the machine.
+// in the middle of what it tests. It never touches a Redis that happens to run on the machine. StartCluster
+// starts several, joined into a Redis Cluster.
 //
 // A missing redis-server fails the test (it is never skipped): install it with apt-get install -y redis-server.
 //
@@ -44,11 +45,12 @@ func Password(p string) Option { return func(c *config) { c.password = p } }
 
 // Server is a running (or killed) redis-server owned by one test.
 type Server struct {
-	t    testing.TB
-	bin  string
-	port int
-	dir  string
-	cfg  config
+	t       testing.TB
+	bin     string
+	port    int
+	busPort int // cluster bus port of a cluster node; 0 when not in cluster mode
+	dir     string
+	cfg     config
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -57,6 +59,14 @@ type Server struct {
 
 // Start starts a redis-server for t and stops it when t ends.
 func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	s := newServer(t, opts)
+	s.start()
+	return s
+}
+
+// newServer prepares a server on a free port, stopped when t ends, without starting it.
+func newServer(t testing.TB, opts []Option) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -71,7 +81,6 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	s.port = freePort(t)
 	t.Cleanup(s.stop)
-	s.start()
 	return s
 }
 
@@ -111,7 +120,12 @@ func (s *Server) args() []string {
 		args = append(args, "--appendonly", "no")
 	}
 	if s.cfg.password != "" {
-		args = append(args, "--requirepass", s.cfg.password)
+		args = append(args, "--requirepass", s.cfg.password, "--masterauth", s.cfg.password)
+	}
+	if s.busPort != 0 {
+		// nodes.conf lives in dir, so a restarted node comes back with its ID and slots.
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", strconv.Itoa(s.busPort), "--cluster-node-timeout", "5000")
 	}
 	return args
 }

@@ -1,0 +1,58 @@
+package redistest
+
+import (
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestStartCluster: the cluster forms within a few seconds, every node agrees, KeySlot matches CLUSTER
+// KEYSLOT, and a migrated slot has a new owner.
+func TestStartCluster(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	c := StartCluster(t, 3)
+	t.Logf("cluster of 3 ok after %v: %s", time.Since(start), c.URL())
+	for _, key := range []string{"a", "foo", "lf:{room-1}:log", "{user1000}.following", "x{}y", "{}", "a{b}c{d}", "{{x}}"} {
+		got, err := c.Nodes()[1].do("CLUSTER", "KEYSLOT", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strconv.Itoa(KeySlot(key)); got != want {
+			t.Errorf("KeySlot(%q) = %s, CLUSTER KEYSLOT says %s", key, want, got)
+		}
+	}
+	key := "{k}x"
+	slot := KeySlot(key)
+	owner := c.NodeOf(slot)
+	if _, err := owner.do("SET", key, "v"); err != nil {
+		t.Fatalf("SET on the slot's owner: %v", err)
+	}
+	to := c.Nodes()[0]
+	if to == owner {
+		to = c.Nodes()[1]
+	}
+	c.MigrateSlot(slot, to)
+	if c.NodeOf(slot) != to {
+		t.Fatal("NodeOf after MigrateSlot is not the target")
+	}
+	if v, err := to.do("GET", key); err != nil || v != "v" {
+		t.Fatalf("GET on the new owner: %q, %v", v, err)
+	}
+	if _, err := owner.do("GET", key); err == nil {
+		t.Fatal("GET on the old owner succeeded; want MOVED")
+	}
+}
+
+// TestClusterPassword: every node of a cluster started with a password requires it.
+func TestClusterPassword(t *testing.T) {
+	t.Parallel()
+	c := StartCluster(t, 3, Password("pw"))
+	if _, err := c.Nodes()[2].do("PING"); err != nil {
+		t.Fatal(err)
+	}
+	noAuth := &Server{port: c.Nodes()[1].port}
+	if _, err := noAuth.do("PING"); err == nil {
+		t.Fatal("PING without the password succeeded")
+	}
+}
