@@ -36,8 +36,12 @@ type RedisOptions struct {
 	// Prefix starts every key and channel name; "" means "lf:". It must not contain '{' or '}'.
 	Prefix string
 	// Logger receives what the broker cannot return to a caller (a subscriber's failed catch-up);
-	// nil means slog.Default().
+	// nil means slog.Default(). (go-redis's own lines go to slog.Default() at debug level.)
 	Logger *slog.Logger
+	// AppendHold is how long an append waits for Redis to come back when it cannot reach it (the append
+	// certainly did not run, so trying again cannot log it twice): a short outage, such as a restart,
+	// delays messages instead of failing them. 0 means 2 s; negative means no waiting.
+	AppendHold time.Duration
 
 	// dial, when set, opens the client's connections (tests break them with it).
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -67,6 +71,7 @@ type RedisOptions struct {
 // that only the dispatcher can process) nor Unsubscribe its own room.
 type Redis struct {
 	size   int
+	hold   time.Duration // RedisOptions.AppendHold
 	ttlMS  int64
 	prefix string
 	log    *slog.Logger
@@ -164,7 +169,12 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	routeRedisLogs()
+	if opts.AppendHold == 0 {
+		opts.AppendHold = 2 * time.Second
+	}
 	b := &Redis{
+		hold:    max(opts.AppendHold, 0),
 		size:    opts.HistorySize,
 		ttlMS:   max(opts.KeyTTL.Milliseconds(), 1),
 		prefix:  opts.Prefix,
@@ -327,10 +337,17 @@ func (b *Redis) AppendIf(ctx context.Context, room string, data []byte, u Update
 		del = "1"
 	}
 	logKey, metaKey, channel := b.keys(room)
-	res, err := b.evalOnce(ctx, appendScript, appendScriptSrc, []string{metaKey, logKey, b.stateKey(room)},
-		newEpoch(), data, b.size, b.ttlMS, channel, u.Key, cond, u.Expect, u.Value, del, b.publish).StringSlice()
+	var res []string
+	var err error
+	for start := time.Now(); ; {
+		res, err = b.evalOnce(ctx, appendScript, appendScriptSrc, []string{metaKey, logKey, b.stateKey(room)},
+			newEpoch(), data, b.size, b.ttlMS, channel, u.Key, cond, u.Expect, u.Value, del, b.publish).StringSlice()
+		if err == nil || !notRun(err) || time.Since(start) >= b.hold || b.sleep(ctx, holdRetry) != nil {
+			break
+		}
+	}
 	if err != nil {
-		return Position{}, false, fmt.Errorf("broker: redis: append to %q: %w", room, err)
+		return Position{}, false, redisErr(fmt.Sprintf("append to %q", room), err)
 	}
 	if len(res) != 3 {
 		return Position{}, false, fmt.Errorf("broker: redis: append to %q: unexpected reply %q", room, res)
@@ -351,7 +368,7 @@ func (b *Redis) State(ctx context.Context, room string) (Position, map[string][]
 	v, err := readScript.Run(ctx, b.client, []string{metaKey, logKey, b.stateKey(room)},
 		newEpoch(), b.ttlMS, "STATE", "", "", 0).Slice()
 	if err != nil {
-		return Position{}, nil, fmt.Errorf("broker: redis: state of %q: %w", room, err)
+		return Position{}, nil, redisErr(fmt.Sprintf("state of %q", room), err)
 	}
 	pos, err := readPosition(v)
 	if err != nil {
@@ -387,7 +404,7 @@ func (b *Redis) Heartbeat(ctx context.Context, node string, ttl time.Duration) e
 		return err
 	}
 	if err := b.client.Set(ctx, b.nodeKey(node), "1", ttl).Err(); err != nil {
-		return fmt.Errorf("broker: redis: heartbeat: %w", err)
+		return redisErr("heartbeat", err)
 	}
 	return nil
 }
@@ -405,7 +422,7 @@ func (b *Redis) Alive(ctx context.Context, nodes []string) (map[string]bool, err
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("broker: redis: alive: %w", err)
+		return nil, redisErr("alive", err)
 	}
 	out := make(map[string]bool, len(nodes))
 	for i, n := range nodes {
@@ -425,7 +442,7 @@ func (b *Redis) read(ctx context.Context, room string, create bool, cmd, start, 
 	v, err := readScript.Run(ctx, b.client, []string{metaKey, logKey, b.stateKey(room)},
 		epoch, b.ttlMS, cmd, start, end, count).Slice()
 	if err != nil {
-		return Position{}, nil, fmt.Errorf("broker: redis: read %q: %w", room, err)
+		return Position{}, nil, redisErr(fmt.Sprintf("read %q", room), err)
 	}
 	pos, err := readPosition(v)
 	if err != nil {
@@ -579,7 +596,7 @@ func (b *Redis) RemoveLog(ctx context.Context, room string) error {
 	}
 	logKey, metaKey, _ := b.keys(room)
 	if err := b.client.Del(ctx, logKey, metaKey, b.stateKey(room)).Err(); err != nil {
-		return fmt.Errorf("broker: redis: remove log of %q: %w", room, err)
+		return redisErr(fmt.Sprintf("remove log of %q", room), err)
 	}
 	return nil
 }
@@ -590,7 +607,7 @@ func (b *Redis) SaveRoom(ctx context.Context, name string, record []byte) error 
 		return err
 	}
 	if err := b.client.HSet(ctx, b.roomsKey(), name, record).Err(); err != nil {
-		return fmt.Errorf("broker: redis: save room %q: %w", name, err)
+		return redisErr(fmt.Sprintf("save room %q", name), err)
 	}
 	return nil
 }
@@ -605,7 +622,7 @@ func (b *Redis) LoadRoom(ctx context.Context, name string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: room %q", ErrNotFound, name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("broker: redis: load room %q: %w", name, err)
+		return nil, redisErr(fmt.Sprintf("load room %q", name), err)
 	}
 	return r, nil
 }
@@ -617,7 +634,7 @@ func (b *Redis) ListRooms(ctx context.Context) (map[string][]byte, error) {
 	}
 	all, err := b.client.HGetAll(ctx, b.roomsKey()).Result()
 	if err != nil {
-		return nil, fmt.Errorf("broker: redis: list rooms: %w", err)
+		return nil, redisErr("list rooms", err)
 	}
 	out := make(map[string][]byte, len(all))
 	for k, v := range all {
@@ -632,7 +649,7 @@ func (b *Redis) DeleteRoom(ctx context.Context, name string) error {
 		return err
 	}
 	if err := b.client.HDel(ctx, b.roomsKey(), name).Err(); err != nil {
-		return fmt.Errorf("broker: redis: delete room %q: %w", name, err)
+		return redisErr(fmt.Sprintf("delete room %q", name), err)
 	}
 	return nil
 }

@@ -93,7 +93,7 @@ func (b *Redis) Subscribe(ctx context.Context, room string, h Handler) error {
 		st.mu.Unlock()
 		b.mu.Unlock()
 		if err := b.awaitSubscribed(ctx, st); err != nil {
-			return fmt.Errorf("broker: redis: subscribe %q: %w", room, err)
+			return redisErr(fmt.Sprintf("subscribe %q", room), err)
 		}
 		return nil
 	}
@@ -114,7 +114,7 @@ func (b *Redis) Subscribe(ctx context.Context, room string, h Handler) error {
 		if errors.Is(err, ErrClosed) {
 			return err
 		}
-		return fmt.Errorf("broker: redis: subscribe %q: %w", room, errors.Join(err, subErr))
+		return redisErr(fmt.Sprintf("subscribe %q", room), errors.Join(err, subErr))
 	}
 	return nil
 }
@@ -188,7 +188,7 @@ func (b *Redis) Unsubscribe(ctx context.Context, room string) error {
 		return nil
 	}
 	if err := b.ps.Unsubscribe(ctx, channel); err != nil {
-		return fmt.Errorf("broker: redis: unsubscribe %q: %w", room, err)
+		return redisErr(fmt.Sprintf("unsubscribe %q", room), err)
 	}
 	return nil
 }

@@ -470,3 +470,56 @@ func TestRedisAppendNotRetried(t *testing.T) {
 	srv := redistest.Start(t)
 	testAppendNotRetried(t, srv.URL(), false)
 }
+
+// While Redis is down an append waits up to AppendHold and then fails as ErrUnavailable; one made while
+// Redis restarts within the hold succeeds, once.
+func TestRedisUnavailableAndHold(t *testing.T) {
+	srv := redistest.Start(t, redistest.AOF())
+	short := newTestRedis(t, srv, RedisOptions{AppendHold: 300 * time.Millisecond})
+	long := newTestRedis(t, srv, RedisOptions{Prefix: short.prefix, AppendHold: 10 * time.Second})
+	room := uniqueName(t, "room")
+	mustAppend(t, short, room, "before")
+	srv.Kill()
+
+	start := time.Now()
+	_, err := short.Append(t.Context(), room, []byte("refused"))
+	if took := time.Since(start); !errors.Is(err, ErrUnavailable) || took < 300*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("append with Redis down: %v after %v; want ErrUnavailable after the 300ms hold", err, took)
+	}
+	if _, err := short.History(t.Context(), room, HistoryOptions{}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("history with Redis down: %v, want ErrUnavailable", err)
+	}
+	if _, err := short.ListRooms(t.Context()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("list rooms with Redis down: %v, want ErrUnavailable", err)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		pos, err := long.Append(context.Background(), room, []byte("held"))
+		if err == nil && pos.Offset != 2 {
+			err = fmt.Errorf("held append at offset %d, want 2", pos.Offset)
+		}
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	srv.Restart()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("append held over a restart: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("held append never returned")
+	}
+	h, err := short.History(t.Context(), room, HistoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := eventsString(h.Events), "1:before 2:held"; got != want {
+		t.Fatalf("log after the outage: %s, want %s", got, want)
+	}
+	// A refusal from Redis itself is not "unavailable".
+	if err := rawClient(t, srv).Do(t.Context(), "NOSUCHCOMMAND").Err(); err == nil || unavailable(err) {
+		t.Fatalf("a command error (%v) counted as unavailable", err)
+	}
+}

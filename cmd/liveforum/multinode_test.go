@@ -16,6 +16,7 @@ import (
 
 	"github.com/liveforum/liveforum/client"
 	"github.com/liveforum/liveforum/internal/redistest"
+	"github.com/liveforum/liveforum/protocol"
 )
 
 // sameAfter fails unless every member received the same events (offset and bytes), in the same order, above
@@ -303,6 +304,12 @@ func TestRedisOutageMidBroadcast(t *testing.T) {
 
 	mu.Lock()
 	t.Logf("acknowledged %d (%d before the outage), failed %v, slowest send %v", len(acked), before, failed, slowest)
+	for kind := range failed {
+		// A send during the outage is held briefly, then refused as "unavailable": never another error.
+		if !strings.HasPrefix(kind, protocol.CodeUnavailable+":") {
+			t.Errorf("a send failed with %q, want %s", kind, protocol.CodeUnavailable)
+		}
+	}
 	mu.Unlock()
 	for _, m := range all {
 		m.waitFor(20*time.Second, func(evs []client.Event) bool { return hasOffsets(evs, acked) },
