@@ -90,7 +90,7 @@ func (g *Registry) sweepDeadNodes(ctx context.Context, rooms []*Room) {
 	for _, r := range rooms {
 		r.mu.Lock()
 		for _, n := range r.nodes {
-			if n != g.node && !seen[n] {
+			if n != g.node && n != "" && !seen[n] { // "": logged before nodes were named
 				seen[n] = true
 				nodes = append(nodes, n)
 			}
@@ -109,7 +109,7 @@ func (g *Registry) sweepDeadNodes(ctx context.Context, rooms []*Room) {
 		r.mu.Lock()
 		var gone []heldMember
 		for id, n := range r.nodes {
-			if n != g.node && !alive[n] {
+			if n != g.node && n != "" && !alive[n] {
 				gone = append(gone, heldMember{Node: n, Member: r.members[id]})
 			}
 		}
