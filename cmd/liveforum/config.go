@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -32,8 +33,11 @@ type config struct {
 	LogLevel       string
 
 	// RedisURL selects the Redis broker (several nodes sharing rooms); empty: the in-memory broker.
-	RedisURL    string
-	RedisPrefix string
+	RedisURL string
+	// RedisCluster says that RedisURL names nodes of a Redis Cluster (host:port and addr=host:port
+	// entries in its query) rather than one Redis.
+	RedisCluster bool
+	RedisPrefix  string
 	// NodeID names this node among the nodes sharing a Redis; empty: the host name and a random suffix.
 	NodeID string
 	// NodeTTL is how long a node's heartbeat lasts: a node silent for that long is dead.
@@ -76,7 +80,8 @@ func (c *config) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AutoCreate, "auto-create", true, "create a room on the first join of a token that names it")
 	fs.StringVar(&c.DefaultRoom, "default-room", "lobby", "room created at start in development mode, with a moderator link printed")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.RedisURL, "redis-url", "", `Redis shared by several nodes: redis://[user:password@]host:port[/db] or rediss://… (TLS); empty: in-memory broker, one node`)
+	fs.StringVar(&c.RedisURL, "redis-url", "", `Redis shared by several nodes: redis://[user:password@]host:port[/db] or rediss://… (TLS); with -redis-cluster, nodes of a Redis Cluster; empty: in-memory broker, one node`)
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, `-redis-url names nodes of a Redis Cluster (7.0 or later): redis://[user:]password@host1:port?addr=host2:port&addr=host3:port`)
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "lf:", "prefix of every Redis key and channel, so several deployments can share one Redis")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's name among the nodes sharing a Redis (letters, digits, '.', '_', '-'); empty: host name and a random suffix")
 	fs.DurationVar(&c.NodeTTL, "node-ttl", 10*time.Second, "heartbeat lifetime: the members of a node not heard from for this long are logged as left by another node")
@@ -166,9 +171,10 @@ func (c *config) validate() error {
 		}
 	}
 	check(c.DefaultRoom == "" || protocol.ValidRoomName(c.DefaultRoom) == nil, "default-room: %q is not a valid room name", c.DefaultRoom)
-	if err := checkRedisURL(c.RedisURL); err != nil {
+	if err := checkRedisURL(c.RedisURL, c.RedisCluster); err != nil {
 		errs = append(errs, err)
 	}
+	check(!c.RedisCluster || c.RedisURL != "", "redis-cluster needs a redis-url naming nodes of the cluster")
 	check(c.RedisPrefix != "" && !strings.ContainsAny(c.RedisPrefix, "{} \t\r\n") && len(c.RedisPrefix) <= 64,
 		"redis-prefix %q must be 1..64 characters without '{', '}' or spaces", c.RedisPrefix)
 	if c.NodeID == "" {
@@ -193,32 +199,71 @@ func (c *config) validate() error {
 	return errors.Join(errs...)
 }
 
-// checkRedisURL accepts "" (no Redis) or a redis:// or rediss:// URL with a host and an optional database
-// number, so that a typo fails at startup with a message rather than as an unreachable Redis.
-func checkRedisURL(raw string) error {
+// checkRedisURL accepts "" (no Redis) or a redis:// or rediss:// URL with a host, so that a typo fails at
+// startup with a message rather than as an unreachable Redis. For one Redis the URL may name a database
+// number (redis://host:6379/0); for a Redis Cluster (cluster) it names no database, and its query may name
+// more nodes (redis://host1:6379?addr=host2:6379&addr=host3:6379). Other query options are go-redis's to
+// read (and refuse).
+func checkRedisURL(raw string, cluster bool) error {
 	if raw == "" {
 		return nil
+	}
+	example := "redis://host:6379/0"
+	if cluster {
+		example = "redis://host1:6379?addr=host2:6379&addr=host3:6379"
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Parse quotes the whole URL, password included: say what is wrong without it.
-		return errors.New("redis-url: not a URL like redis://host:6379/0")
+		return fmt.Errorf("redis-url: not a URL like %s", example)
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return fmt.Errorf("redis-url: scheme %q, want redis:// or rediss:// (TLS), as in redis://host:6379/0", u.Scheme)
+		return fmt.Errorf("redis-url: scheme %q, want redis:// or rediss:// (TLS), as in %s", u.Scheme, example)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("redis-url: no host in %q, want redis://host:6379/0", u.Redacted())
+		return fmt.Errorf("redis-url: no host in %q, want %s", u.Redacted(), example)
 	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("redis-url: port %q is not 1..65535", p)
+	if err := checkPort(u.Port()); err != nil {
+		return fmt.Errorf("redis-url: %w", err)
+	}
+	query, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return fmt.Errorf("redis-url: query %q: %w", u.RawQuery, err)
+	}
+	db := strings.Trim(u.Path, "/")
+	if !cluster {
+		if db != "" {
+			if n, err := strconv.Atoi(db); err != nil || n < 0 {
+				return fmt.Errorf("redis-url: database %q is not a number (%s)", db, example)
+			}
+		}
+		if query.Has("addr") {
+			return errors.New("redis-url: addr= names more nodes of a Redis Cluster: set redis-cluster too, or remove them")
+		}
+		return nil
+	}
+	if db != "" {
+		return fmt.Errorf("redis-url: a Redis Cluster has no database number (%q): remove it from the URL, as in %s", db, example)
+	}
+	for _, addr := range query["addr"] {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host == "" || port == "" {
+			return fmt.Errorf("redis-url: addr=%q is not host:port, as in %s", addr, example)
+		}
+		if err := checkPort(port); err != nil {
+			return fmt.Errorf("redis-url: addr=%s: %w", addr, err)
 		}
 	}
-	if db := strings.Trim(u.Path, "/"); db != "" {
-		if n, err := strconv.Atoi(db); err != nil || n < 0 {
-			return fmt.Errorf("redis-url: database %q is not a number (redis://host:6379/0)", db)
-		}
+	return nil
+}
+
+// checkPort accepts "" (the default port) or 1..65535.
+func checkPort(p string) error {
+	if p == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not 1..65535", p)
 	}
 	return nil
 }

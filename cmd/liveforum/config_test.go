@@ -148,6 +148,25 @@ func TestInvalidConfigIsExplained(t *testing.T) {
 		{"redis url with a bad port", append([]string{"-redis-url", "redis://h:99999"}, prod...), nil, []string{"redis-url", "port"}},
 		{"redis url with a bad database", append([]string{"-redis-url", "redis://h:6379/cache"}, prod...), nil, []string{"redis-url", "database"}},
 		{"redis url from env", prod, map[string]string{"LIVEFORUM_REDIS_URL": "tcp://h:6379"}, []string{"redis-url", `"tcp"`}},
+		{"redis cluster without a url", append([]string{"-redis-cluster"}, prod...), nil, []string{"redis-cluster", "redis-url"}},
+		{"redis cluster url with a database", append([]string{"-redis-cluster", "-redis-url", "redis://:pw@h1:7000/0?addr=h2:7001"}, prod...), nil,
+			[]string{"redis-url", "no database", `"0"`}},
+		{"redis cluster addr without a port", append([]string{"-redis-cluster", "-redis-url", "redis://h1:7000?addr=h2"}, prod...), nil,
+			[]string{"redis-url", `addr="h2"`, "host:port"}},
+		{"redis cluster addr without a host", append([]string{"-redis-cluster", "-redis-url", "redis://h1:7000?addr=:7001"}, prod...), nil,
+			[]string{"redis-url", `addr=":7001"`}},
+		{"redis cluster addr with a bad port", append([]string{"-redis-cluster", "-redis-url", "redis://h1:7000?addr=h2:7001&addr=h3:70000"}, prod...), nil,
+			[]string{"redis-url", "addr=h3:70000", "port"}},
+		{"redis cluster url with a bad port", append([]string{"-redis-cluster", "-redis-url", "redis://h1:0?addr=h2:7001"}, prod...), nil,
+			[]string{"redis-url", "port"}},
+		{"redis cluster url with another scheme", append([]string{"-redis-cluster", "-redis-url", "http://h1:7000?addr=h2:7001"}, prod...), nil,
+			[]string{"redis-url", `"http"`, "addr=host2"}},
+		{"redis cluster url with a bad query", append([]string{"-redis-cluster", "-redis-url", "redis://h1:7000?addr=h2:7001;x"}, prod...), nil,
+			[]string{"redis-url", "query"}},
+		{"redis cluster from env, not a bool", prod, map[string]string{"LIVEFORUM_REDIS_URL": "redis://h1:7000", "LIVEFORUM_REDIS_CLUSTER": "maybe"},
+			[]string{"LIVEFORUM_REDIS_CLUSTER"}},
+		{"cluster url without redis-cluster", append([]string{"-redis-url", "redis://h1:7000?addr=h2:7001"}, prod...), nil,
+			[]string{"redis-url", "addr=", "redis-cluster"}},
 		{"redis prefix with a hash tag", append([]string{"-redis-prefix", "lf:{x}:"}, prod...), nil, []string{"redis-prefix"}},
 		{"empty redis prefix", append([]string{"-redis-prefix", ""}, prod...), nil, []string{"redis-prefix"}},
 		{"node id with a space", append([]string{"-node-id", "node a"}, prod...), nil, []string{"node-id"}},
@@ -201,8 +220,9 @@ func TestRedisAndNodeSettings(t *testing.T) {
 		cfg.NodeID != "node-b.eu_1" || brokerKind(cfg) != "redis" {
 		t.Fatalf("config: url %q prefix %q node %q", cfg.RedisURL, cfg.RedisPrefix, cfg.NodeID)
 	}
-	for _, ok := range []string{"redis://127.0.0.1:6379", "redis://h", "redis://:pw@h:1/0", "redis://[::1]:6379/15", "rediss://h:6380"} {
-		if err := checkRedisURL(ok); err != nil {
+	for _, ok := range []string{"redis://127.0.0.1:6379", "redis://h", "redis://:pw@h:1/0", "redis://[::1]:6379/15", "rediss://h:6380",
+		"redis://h:6379?dial_timeout=3s"} {
+		if err := checkRedisURL(ok, false); err != nil {
 			t.Errorf("%s refused: %v", ok, err)
 		}
 	}
@@ -212,6 +232,66 @@ func TestRedisAndNodeSettings(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 	if got := redactedRedisURL("redis://u:hunter2@h:6379/1"); strings.Contains(got, "hunter2") || !strings.Contains(got, "h:6379/1") {
+		t.Fatalf("redacted %q", got)
+	}
+}
+
+// With -redis-cluster (or LIVEFORUM_REDIS_CLUSTER) the Redis URL names one or more nodes of a Redis Cluster:
+// the host of the URL and addr=host:port entries of its query, with no database; the broker is
+// "redis-cluster".
+func TestRedisClusterSettings(t *testing.T) {
+	cfg, err := parseConfig(nil, map[string]string{
+		"LIVEFORUM_REDIS_URL":     "rediss://user:pw@10.0.0.1:7000?addr=10.0.0.2:7001&addr=redis-3.internal:7002",
+		"LIVEFORUM_REDIS_CLUSTER": "true",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.RedisCluster || brokerKind(cfg) != "redis-cluster" {
+		t.Fatalf("cluster from the environment: cluster %v kind %q", cfg.RedisCluster, brokerKind(cfg))
+	}
+	cfg, err = parseConfig([]string{"-redis-cluster", "-redis-url", "redis://:pw@h1:7000"}, nil)
+	if err != nil || !cfg.RedisCluster || brokerKind(cfg) != "redis-cluster" {
+		t.Fatalf("cluster from flags: cluster %v kind %q, %v", cfg.RedisCluster, brokerKind(cfg), err)
+	}
+	// A flag wins over its variable, for a bool too.
+	cfg, err = parseConfig([]string{"-redis-cluster=false", "-redis-url", "redis://h:6379/2"}, map[string]string{"LIVEFORUM_REDIS_CLUSTER": "1"})
+	if err != nil || cfg.RedisCluster || brokerKind(cfg) != "redis" {
+		t.Fatalf("-redis-cluster=false: cluster %v kind %q, %v", cfg.RedisCluster, brokerKind(cfg), err)
+	}
+	for _, ok := range []string{
+		"redis://127.0.0.1:7000",
+		"redis://h1",
+		"redis://h1:7000/",
+		"redis://:pw@h1:7000?addr=h2:7001&addr=h3:7002",
+		"redis://user:pw@h1:7000?addr=h2:7001&dial_timeout=3s&max_redirects=5",
+		"rediss://:pw@[::1]:7000?addr=[::1]:7001",
+	} {
+		if err := checkRedisURL(ok, true); err != nil {
+			t.Errorf("cluster URL %s refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{
+		"redis://h1:7000/0", "redis://h1:7000/3", "redis://h1:7000?addr=h2", "redis://h1:7000?addr=h2:x",
+		"redis://h1:7000?addr=", "redis:///?addr=h2:7001", "tcp://h1:7000",
+	} {
+		if err := checkRedisURL(bad, true); err == nil {
+			t.Errorf("cluster URL %s accepted", bad)
+		}
+	}
+	// A database number is fine for one Redis, not for a cluster; addr= only for a cluster.
+	if err := checkRedisURL("redis://h:6379/3", false); err != nil {
+		t.Errorf("one Redis with a database: %v", err)
+	}
+	if err := checkRedisURL("redis://h:6379?addr=h2:6379", false); err == nil {
+		t.Error("one Redis with addr= accepted")
+	}
+	// A refused cluster URL's error does not carry the password.
+	_, err = parseConfig([]string{"-redis-cluster", "-redis-url", "redis://u:hunter2@h1:7000/1?addr=h2:7001"}, nil)
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error %v", err)
+	}
+	if got := redactedRedisURL("redis://u:hunter2@h1:7000?addr=h2:7001"); strings.Contains(got, "hunter2") || !strings.Contains(got, "addr=h2:7001") {
 		t.Fatalf("redacted %q", got)
 	}
 }

@@ -143,27 +143,35 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 // redisConnectTimeout bounds the first connection to Redis at startup.
 const redisConnectTimeout = 10 * time.Second
 
-// openBroker returns the in-memory broker, or with a Redis URL the Redis broker, connected: an unreachable
-// Redis fails startup rather than leaving a node that cannot serve.
+// openBroker returns the in-memory broker, or with a Redis URL the Redis broker (on a Redis Cluster with
+// -redis-cluster), connected: an unreachable Redis, or a cluster master that does not answer, fails startup
+// rather than leaving a node that cannot serve.
 func openBroker(ctx context.Context, cfg *config, log *slog.Logger) (broker.Broker, error) {
 	if cfg.RedisURL == "" {
 		return broker.NewMemory(broker.MemoryOptions{HistorySize: cfg.HistorySize}), nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, redisConnectTimeout)
 	defer cancel()
-	b, err := broker.NewRedis(rctx, broker.RedisOptions{URL: cfg.RedisURL, HistorySize: cfg.HistorySize,
-		Prefix: cfg.RedisPrefix, Logger: log})
+	b, err := broker.NewRedis(rctx, broker.RedisOptions{URL: cfg.RedisURL, Cluster: cfg.RedisCluster,
+		HistorySize: cfg.HistorySize, Prefix: cfg.RedisPrefix, Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("redis-url %s: cannot use Redis (is it running and reachable from here?): %w",
-			redactedRedisURL(cfg.RedisURL), err)
+		hint := "cannot use Redis (is it running and reachable from here?)"
+		if cfg.RedisCluster {
+			hint = "cannot use the Redis Cluster (does every master run and answer from here?)"
+		}
+		return nil, fmt.Errorf("redis-url %s: %s: %w", redactedRedisURL(cfg.RedisURL), hint, err)
 	}
-	log.Info("connected to Redis", "redis", redactedRedisURL(cfg.RedisURL), "prefix", cfg.RedisPrefix, "node", cfg.NodeID)
+	log.Info("connected to Redis", "redis", redactedRedisURL(cfg.RedisURL), "cluster", cfg.RedisCluster,
+		"prefix", cfg.RedisPrefix, "node", cfg.NodeID)
 	return b, nil
 }
 
 func brokerKind(cfg *config) string {
-	if cfg.RedisURL == "" {
+	switch {
+	case cfg.RedisURL == "":
 		return "memory"
+	case cfg.RedisCluster:
+		return "redis-cluster"
 	}
 	return "redis"
 }
