@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -286,6 +288,55 @@ func TestRedisClusterRestartAOF(t *testing.T) {
 	expectDeliveries(t, s, first.Epoch, 9, "e9")
 	s.nothingQueued(t)
 	so.nothingQueued(t)
+}
+
+// TestRedisClusterHoldOverRestart: while the master of a room's slot is down an append waits up to
+// AppendHold and then fails as ErrUnavailable; one made while the master restarts succeeds, once. A restarted
+// master refuses every command with CLUSTERDOWN for about 2 s after it answers again (it waits before it
+// takes writes as a master of the cluster again): the command did not run, so the append is held through
+// that too, as it is through a refused connection.
+func TestRedisClusterHoldOverRestart(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3, redistest.AOF())
+	short := newClusterRedis(t, c, RedisOptions{AppendHold: 300 * time.Millisecond})
+	long := newClusterRedis(t, c, RedisOptions{Prefix: short.prefix, AppendHold: 10 * time.Second})
+	node := c.Nodes()[1]
+	room := roomOn(t, c, node)
+	mustAppend(t, short, room, "before")
+	node.Kill()
+
+	start := time.Now()
+	_, err := short.Append(t.Context(), room, []byte("refused"))
+	if took := time.Since(start); !errors.Is(err, ErrUnavailable) || took < 300*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("append with its master down: %v after %v; want ErrUnavailable after the 300ms hold", err, took)
+	}
+	done := make(chan error, 1)
+	go func() {
+		pos, err := long.Append(context.Background(), room, []byte("held"))
+		if err == nil && pos.Offset != 2 {
+			err = fmt.Errorf("held append at offset %d, want 2", pos.Offset)
+		}
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	node.Restart()
+	restarted := time.Now()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("append held over a restart of its master: %v", err)
+		}
+		t.Logf("held append done %v after the master answered again", time.Since(restarted).Round(time.Millisecond))
+	case <-time.After(waitTimeout):
+		t.Fatal("held append never returned")
+	}
+	h, err := short.History(t.Context(), room, HistoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := eventsString(h.Events), "1:before 2:held"; got != want {
+		t.Fatalf("log after the outage: %s, want %s", got, want)
+	}
 }
 
 // TestRedisClusterURL: a URL naming one node with the password reaches the whole cluster; a wrong

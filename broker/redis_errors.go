@@ -32,10 +32,13 @@ func unavailable(err error) bool {
 }
 
 // notRun reports whether an error means that the command certainly did not run: it was never sent (no
-// connection could be made) or Redis refused it before running anything (loading its data set).
+// connection could be made) or Redis refused it before running anything (loading its data set; on a
+// cluster, CLUSTERDOWN: a master that was restarted refuses every command for about 2 s after it answers
+// again).
 func notRun(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial" || redis.HasErrorPrefix(err, "LOADING")
+	return errors.As(err, &op) && op.Op == "dial" || redis.HasErrorPrefix(err, "LOADING") ||
+		redis.HasErrorPrefix(err, "CLUSTERDOWN")
 }
 
 // redisErr wraps an error of a Redis call, marking it ErrUnavailable when it is one (see unavailable).
