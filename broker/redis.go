@@ -55,7 +55,8 @@ type RedisOptions struct {
 //
 // Keys of a room share the hash tag {room}: <prefix>{room}:log (stream), <prefix>{room}:meta (hash: epoch,
 // top), <prefix>{room}:state (hash); the room's channel is <prefix>{room}:ch. Room records live in the hash
-// <prefix>rooms, node heartbeats in the keys <prefix>node:<node>.
+// <prefix>rooms, node heartbeats in the keys <prefix>node:<node> (on a cluster <prefix>node:{nodes}:<node>,
+// all in one slot: see nodeKey).
 //
 // On a Redis Cluster (RedisOptions.Cluster) a room's keys and channel are in one hash slot, so the script
 // runs on the slot's master, and it publishes with SPUBLISH: sharded pub/sub, which only the slot's shard
@@ -301,7 +302,17 @@ func (b *Redis) keys(room string) (log, meta, channel string) {
 // stateKey returns the name of a room's state hash.
 func (b *Redis) stateKey(room string) string { return b.prefix + "{" + room + "}:state" }
 
-func (b *Redis) nodeKey(node string) string { return b.prefix + "node:" + node }
+// nodeKey returns the name of a node's heartbeat key. On a cluster every heartbeat is in one slot (hash
+// tag {nodes}), so one master holds them all: a master that goes down stops every node's heartbeat or
+// none, as the outage of one Redis does. Spread over the masters, the death of one would make the nodes
+// whose heartbeats it held look dead to the others (package rooms trusts an expired heartbeat once its
+// own have held for a whole TTL), and their members would be logged as leaving while still connected.
+func (b *Redis) nodeKey(node string) string {
+	if b.cluster != nil {
+		return b.prefix + "node:{nodes}:" + node
+	}
+	return b.prefix + "node:" + node
+}
 
 func (b *Redis) roomsKey() string { return b.prefix + "rooms" }
 

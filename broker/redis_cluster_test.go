@@ -339,6 +339,58 @@ func TestRedisClusterHoldOverRestart(t *testing.T) {
 	}
 }
 
+// TestRedisClusterHeartbeatsOnOneMaster: node heartbeats fail all together or not at all when a master goes
+// down. A node that has heartbeated without failure for a whole TTL takes any node whose heartbeat it does
+// not find for dead (package rooms): if heartbeats were spread over the masters, the death of one master
+// would make the nodes whose heartbeats it held look dead to the others, and their members would be logged
+// as leaving while still connected. With every heartbeat on one master, a master outage is for heartbeats
+// what the outage of one Redis is: every node's or none.
+func TestRedisClusterHeartbeatsOnOneMaster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3)
+	b := newClusterRedis(t, c, RedisOptions{})
+	ctx := t.Context()
+	var nodes []string
+	for i := range 12 { // "n0".."n11": spread over every master were their keys not in one slot
+		nodes = append(nodes, "n"+strconv.Itoa(i))
+	}
+	holder := c.NodeOf(redistest.KeySlot(b.nodeKey(nodes[0])))
+	for _, n := range nodes {
+		if got := c.NodeOf(redistest.KeySlot(b.nodeKey(n))); got != holder {
+			t.Errorf("heartbeat of %s on master %s, of %s on %s", n, got.Addr(), nodes[0], holder.Addr())
+		}
+	}
+	// Another master goes down: every heartbeat still works, and every node is alive.
+	other := c.Nodes()[0]
+	if other == holder {
+		other = c.Nodes()[1]
+	}
+	other.Kill()
+	for _, n := range nodes {
+		if err := b.Heartbeat(ctx, n, time.Minute); err != nil {
+			t.Fatalf("heartbeat of %s with master %s down: %v", n, other.Addr(), err)
+		}
+	}
+	alive, err := b.Alive(ctx, nodes)
+	if err != nil {
+		t.Fatalf("alive with master %s down: %v", other.Addr(), err)
+	}
+	for _, n := range nodes {
+		if !alive[n] {
+			t.Errorf("%s not alive", n)
+		}
+	}
+	// The heartbeats' master goes down: no heartbeat works, and no node is judged.
+	holder.Kill()
+	// One is enough (they are in one slot, as checked above); each takes about 1.5 s of go-redis retries.
+	if err := b.Heartbeat(ctx, nodes[1], time.Minute); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("heartbeat of %s with its master down: %v, want ErrUnavailable", nodes[1], err)
+	}
+	if alive, err := b.Alive(ctx, nodes); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("alive with the heartbeats' master down: %v, %v; want ErrUnavailable", alive, err)
+	}
+}
+
 // TestRedisClusterURL: a URL naming one node with the password reaches the whole cluster; a wrong
 // password, none, a database, or another scheme fails NewRedis.
 func TestRedisClusterURL(t *testing.T) {
