@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/liveforum/liveforum/client"
-	"github.com/liveforum/liveforum/internal/redistest"
 	"github.com/liveforum/liveforum/protocol"
 )
 
@@ -81,10 +80,11 @@ func checkAcked(t *testing.T, who string, lines []chatLine, acked map[uint64]str
 
 // Chat sent on any node reaches every member on every node once, in one order; a late joiner on another
 // node gets the recent history; a member that leaves one node and comes back on another with its position
-// recovers exactly what it missed.
-func TestNodesShareRooms(t *testing.T) {
-	rs := redistest.Start(t, redistest.AOF())
-	cl := startCluster(t, rs.URL(), "share", 3)
+// recovers exactly what it missed. On one Redis and on a Redis Cluster.
+func TestNodesShareRooms(t *testing.T) { forEachBackend(t, testNodesShareRooms) }
+
+func testNodesShareRooms(t *testing.T, rb redisBackend) {
+	cl := startCluster(t, rb.url, "share", 3, rb.args...)
 	const room = "agora"
 	var ms []*member
 	for i := range 6 {
@@ -167,11 +167,19 @@ func TestNodesShareRooms(t *testing.T) {
 
 // Redis is killed in the middle of a steady broadcast and started again after 3 s: every acknowledged
 // message reaches every member once, all in one order; sends during the outage fail (or are held briefly),
-// never hang; the nodes stay up, say they are not ready meanwhile, and serve again once Redis is back.
-func TestRedisOutageMidBroadcast(t *testing.T) {
-	rs := redistest.Start(t, redistest.AOF())
-	cl := startCluster(t, rs.URL(), "outage", 3)
+// never hang; the nodes stay up, say they are not ready meanwhile, and serve again once Redis is back. On
+// a Redis Cluster, the master that holds the room is killed (the other masters stay up).
+func TestRedisOutageMidBroadcast(t *testing.T) { forEachBackend(t, testRedisOutageMidBroadcast) }
+
+func testRedisOutageMidBroadcast(t *testing.T, rb redisBackend) {
+	cl := startCluster(t, rb.url, "outage", 3, rb.args...)
 	const room = "steady"
+	// The redis-server that holds the room's keys. /readyz reads the room records (lf:rooms): on a cluster
+	// it says "not ready" only when their master is down, which for this room's master is so.
+	rs := rb.holder("lf:{" + room + "}:log")
+	if rb.holder("lf:rooms") != rs {
+		t.Fatalf("the room %q is not on the master of lf:rooms: /readyz would not change", room)
+	}
 	var pubs, all []*member
 	for i := range 6 {
 		m := joinMember(t, cl.next(i), room, fmt.Sprintf("m%d-on-%s", i, cl.next(i).id), memberOpts{Reconnect: true})
@@ -321,6 +329,13 @@ func TestRedisOutageMidBroadcast(t *testing.T) {
 		checkAcked(t, m.identity, chats(t, m.identity, evs), acked)
 		if r := m.c.Reconnects(); r > 0 {
 			t.Logf("%s reconnected %d times", m.identity, r)
+		}
+		// Nobody left: no node took another for dead because the outage stopped its heartbeats (on a
+		// cluster too, whichever master was down).
+		for _, ev := range above(evs, joinedAt) {
+			if ev.Kind() == protocol.KindMemberLeft {
+				t.Errorf("%s saw a member leave at offset %d: %s", m.identity, ev.Offset, ev.Data)
+			}
 		}
 	}
 	sameAfter(t, joinedAt, all...)

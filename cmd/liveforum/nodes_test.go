@@ -23,6 +23,7 @@ import (
 
 	"github.com/liveforum/liveforum/auth"
 	"github.com/liveforum/liveforum/client"
+	"github.com/liveforum/liveforum/internal/redistest"
 	"github.com/liveforum/liveforum/protocol"
 )
 
@@ -299,6 +300,39 @@ func (n *node) Ready() int {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
+}
+
+// redisBackend is the Redis that the nodes of one test share, with an append-only file (fsync always).
+type redisBackend struct {
+	url  string   // -redis-url of every node
+	args []string // more settings of every node: -redis-cluster on a cluster
+	// holder returns the redis-server that holds a key: the one server, or on a cluster the master of the
+	// key's slot.
+	holder func(key string) *redistest.Server
+}
+
+// backends are the Redis setups the multi-node tests run on, each test once per backend as a subtest: one
+// redis-server, and a Redis Cluster of 3 masters (no replicas; about 2 s to start).
+var backends = []struct {
+	name  string
+	start func(t *testing.T) redisBackend
+}{
+	{"redis", func(t *testing.T) redisBackend {
+		rs := redistest.Start(t, redistest.AOF())
+		return redisBackend{url: rs.URL(), holder: func(string) *redistest.Server { return rs }}
+	}},
+	{"cluster", func(t *testing.T) redisBackend {
+		c := redistest.StartCluster(t, 3, redistest.AOF())
+		return redisBackend{url: c.URL(), args: []string{"-redis-cluster"},
+			holder: func(key string) *redistest.Server { return c.NodeOf(redistest.KeySlot(key)) }}
+	}},
+}
+
+// forEachBackend runs test as a subtest on each backend, with a Redis of its own.
+func forEachBackend(t *testing.T, test func(t *testing.T, rb redisBackend)) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) { test(t, be.start(t)) })
+	}
 }
 
 // cluster is a set of nodes sharing one Redis.

@@ -65,10 +65,11 @@ func leaves(evs []client.Event, identity string) int {
 
 // Members on every node see the same people. A node crashes (SIGKILL): one of its members comes back on
 // another node from its position and recovers; the other never does, and every surviving member sees it
-// leave exactly once, after the dead node's heartbeat expires.
-func TestNodeCrashPresence(t *testing.T) {
-	rs := redistest.Start(t, redistest.AOF())
-	cl := startCluster(t, rs.URL(), "crash", 3)
+// leave exactly once, after the dead node's heartbeat expires. On one Redis and on a Redis Cluster.
+func TestNodeCrashPresence(t *testing.T) { forEachBackend(t, testNodeCrashPresence) }
+
+func testNodeCrashPresence(t *testing.T, rb redisBackend) {
+	cl := startCluster(t, rb.url, "crash", 3, rb.args...)
 	const room = "hall"
 	var ms []*member
 	everyone := map[string]bool{}
