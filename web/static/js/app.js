@@ -299,6 +299,13 @@ async function deliver(client, nonce, text, { retryRateLimited = false } = {}) {
       store.setOutbox(nonce, 'waiting');
       return;
     }
+    // The room's log is unreachable for now (Redis down): keep it waiting and try again, unless by then
+    // its event has arrived (a reply lost with Redis, the message logged after all).
+    if (err.code === 'unavailable' && app.client === client) {
+      store.setOutbox(nonce, 'waiting');
+      setTimeout(flushOutbox, 2000);
+      return;
+    }
     if (err.code === 'rate_limited' && retryRateLimited && app.client === client) {
       store.setOutbox(nonce, 'waiting'); // a burst of waiting messages: the rest go at the chat rate, in order
       setTimeout(flushOutbox, 1100);
