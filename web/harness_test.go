@@ -194,7 +194,7 @@ type forum struct {
 	URL  string
 	srv  *server.Server
 	reg  *rooms.Registry
-	b    *broker.Memory
+	b    broker.Broker
 	keys *auth.Keyring
 	ln   *trackingListener
 
@@ -205,6 +205,12 @@ type forum struct {
 
 // newForum starts a server with cmd/liveforum's defaults (its flags' default values) and DevMode on.
 func newForum(t *testing.T) *forum {
+	t.Helper()
+	return newForumOn(t, broker.NewMemory(broker.MemoryOptions{HistorySize: 10000}))
+}
+
+// newForumOn is newForum on a given broker, which it closes when the test ends.
+func newForumOn(t *testing.T, b broker.Broker) *forum {
 	t.Helper()
 	keys, err := auth.NewKeyring(auth.GenerateKey())
 	if err != nil {
@@ -218,7 +224,6 @@ func newForum(t *testing.T) *forum {
 	if testing.Verbose() && os.Getenv("LIVEFORUM_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	b := broker.NewMemory(broker.MemoryOptions{HistorySize: 10000})
 	reg := rooms.NewRegistry(b, rooms.Config{
 		HistoryOnJoin: 100, EmptyTTL: 10 * time.Minute, LeaveGrace: 5 * time.Second,
 		MaxMembers: 10000, MaxChatRunes: 2000, FanoutDelay: 10 * time.Millisecond, Logger: log,

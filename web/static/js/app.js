@@ -302,7 +302,7 @@ async function deliver(client, nonce, text, { retryRateLimited = false } = {}) {
     // The room's log is unreachable for now (Redis down): keep it waiting and try again, unless by then
     // its event has arrived (a reply lost with Redis, the message logged after all).
     if (err.code === 'unavailable' && app.client === client) {
-      store.setOutbox(nonce, 'waiting');
+      store.setOutbox(nonce, 'retrying');
       setTimeout(flushOutbox, 2000);
       return;
     }
@@ -321,7 +321,7 @@ function flushOutbox() {
   const client = app.client;
   if (!client) return;
   for (const o of [...store.outbox]) {
-    if (o.state !== 'waiting') continue;
+    if (o.state !== 'waiting' && o.state !== 'retrying') continue;
     if (store.seen(o.nonce)) {
       store.unqueue(o.nonce);
       continue;

@@ -127,7 +127,7 @@ export function createChat(root, store, send) {
     },
     h('div', { class: 'msg-head' },
       h('span', { class: 'msg-author', text: (store.self && store.self.name) || '' }),
-      h('span', { class: 'badge badge-pending', text: t(o.state === 'waiting' ? 'chat.waiting' : 'chat.sending') })),
+      h('span', { class: 'badge badge-pending', text: t({ waiting: 'chat.waiting', retrying: 'chat.retrying' }[o.state] ?? 'chat.sending') })),
     h('p', { class: 'msg-text', dir: 'auto' }, o.text))));
   }
 
