@@ -28,6 +28,7 @@ import (
 	"github.com/liveforum/liveforum/broker"
 	"github.com/liveforum/liveforum/protocol"
 	"github.com/liveforum/liveforum/rooms"
+	"github.com/liveforum/liveforum/signaling"
 )
 
 // Config configures a Server. Zero values take the documented defaults, except Keys and AdminKey, which
@@ -35,6 +36,8 @@ import (
 type Config struct {
 	Keys     *auth.Keyring
 	AdminKey auth.AdminKey
+	// Media is the SFU (audio and video); nil turns media off: no WHIP/WHEP, no media signalling.
+	Media *signaling.Engine
 	// AllowedOrigins lists the browser origins ("https://forum.example.org") allowed to open /ws; "*"
 	// allows any. Empty: only pages served from the same host.
 	AllowedOrigins []string

@@ -1,0 +1,267 @@
+// Package signaling is liveforum's media: a selective forwarding unit (SFU) per room, built on
+// pion/webrtc v4. Members whom the caller allows publish audio and video; every other member subscribes to
+// what is on the room's stage. The package knows no chat or moderation rules: the caller (the server) tells
+// it who may publish and when to stop someone.
+//
+// Shape: an Engine holds the process's WebRTC settings (one UDP port for all media through an ICE UDP mux,
+// an optional ICE-TCP port, candidate filters, public IPs) and its rooms. In a room, a Publisher is one
+// peer connection that receives a member's tracks (the member offers, as WHIP does); a Subscriber is one
+// peer connection that sends tracks to a member. A publisher's track (an upTrack) is read by one goroutine
+// that hands each packet to the downTracks of the subscribers; each downTrack has a bounded queue and its
+// own writer goroutine, so a subscriber whose writes stall loses its own packets and slows nobody.
+//
+// Concurrency: Engine, Room, Publisher and Subscriber methods are safe for concurrent use. No lock is held
+// while calling into pion except the subscriber's negotiation lock.
+package signaling
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// Errors of the media layer (wrapped; test with errors.Is).
+var (
+	ErrBadSDP         = errors.New("signaling: bad session description")
+	ErrTooManyTracks  = errors.New("signaling: too many tracks")
+	ErrTooManyPublish = errors.New("signaling: too many publishers in the room")
+	ErrClosed         = errors.New("signaling: closed")
+	ErrNotFound       = errors.New("signaling: no such session")
+)
+
+// MaxSDPBytes bounds a session description taken from a client.
+const MaxSDPBytes = 64 << 10
+
+// ICEConfig decides where media flows.
+type ICEConfig struct {
+	// UDPAddr is the one UDP address all media uses (ICE UDP mux), such as ":7881" or "127.0.0.1:0".
+	// Empty means ":7881".
+	UDPAddr string
+	// TCPAddr, when set, also accepts ICE over TCP there (for clients whose UDP is blocked).
+	TCPAddr string
+	// Interfaces limits candidates to these network interfaces (e.g. "lo"); naming a loopback interface
+	// also allows loopback candidates. Empty means every interface.
+	Interfaces []string
+	// IPs limits candidates to addresses within these networks. Empty means any address.
+	IPs []*net.IPNet
+	// NAT1To1IPs are public addresses to announce instead of the host's own (a host behind 1:1 NAT).
+	NAT1To1IPs []string
+	// Servers are the STUN and TURN servers handed to clients (the SFU itself needs none).
+	Servers []webrtc.ICEServer
+}
+
+// Config configures an Engine. Zero values take the documented defaults.
+type Config struct {
+	ICE ICEConfig
+	// MaxTracksPerPublisher bounds the tracks one publisher sends (default 4: camera, microphone, screen
+	// and its audio).
+	MaxTracksPerPublisher int
+	// MaxPublishersPerRoom bounds the room's simultaneous publishers (default 16).
+	MaxPublishersPerRoom int
+	// MaxBitrate is the bitrate each publisher is asked to stay under, in bits per second, through REMB
+	// (default 3 Mbit/s).
+	MaxBitrate int
+	// QueuePackets is each subscriber track's queue; a subscriber that lets it fill loses packets (default
+	// 512, about a second of 3 Mbit/s video).
+	QueuePackets int
+	Logger       *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.ICE.UDPAddr == "" {
+		c.ICE.UDPAddr = ":7881"
+	}
+	if c.MaxTracksPerPublisher <= 0 {
+		c.MaxTracksPerPublisher = 4
+	}
+	if c.MaxPublishersPerRoom <= 0 {
+		c.MaxPublishersPerRoom = 16
+	}
+	if c.MaxBitrate <= 0 {
+		c.MaxBitrate = 3_000_000
+	}
+	if c.QueuePackets <= 0 {
+		c.QueuePackets = 512
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Engine is the process's SFU: its WebRTC settings, its sockets and its rooms.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+	api *webrtc.API
+
+	udp   *net.UDPConn
+	udpMx ice.UDPMux
+	tcp   net.Listener
+	tcpMx ice.TCPMux
+
+	mu     sync.Mutex
+	rooms  map[string]*Room
+	closed bool
+	wg     sync.WaitGroup // the engine's own goroutines (REMB tickers)
+}
+
+// New opens the media sockets and returns an Engine; Close releases them.
+func New(cfg Config) (*Engine, error) {
+	cfg.defaults()
+	e := &Engine{cfg: cfg, log: cfg.Logger, rooms: map[string]*Room{}}
+	udpAddr, err := net.ResolveUDPAddr("udp", cfg.ICE.UDPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: UDP address %q: %w", cfg.ICE.UDPAddr, err)
+	}
+	e.udp, err = net.ListenUDP("udp", udpAddr)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: listen UDP %s: %w", cfg.ICE.UDPAddr, err)
+	}
+	e.udpMx = webrtc.NewICEUDPMux(nil, e.udp)
+
+	se := webrtc.SettingEngine{}
+	se.SetICEUDPMux(e.udpMx)
+	types := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if cfg.ICE.TCPAddr != "" {
+		e.tcp, err = net.Listen("tcp", cfg.ICE.TCPAddr)
+		if err != nil {
+			_ = e.udpMx.Close()
+			return nil, fmt.Errorf("signaling: listen TCP %s: %w", cfg.ICE.TCPAddr, err)
+		}
+		e.tcpMx = webrtc.NewICETCPMux(nil, e.tcp, 8)
+		se.SetICETCPMux(e.tcpMx)
+		types = append(types, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(types)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	applyCandidateFilters(&se, cfg.ICE)
+	if len(cfg.ICE.NAT1To1IPs) > 0 {
+		se.SetNAT1To1IPs(cfg.ICE.NAT1To1IPs, webrtc.ICECandidateTypeHost)
+	}
+	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
+
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		e.closeSockets()
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	// NACK (a packet cache answers subscribers' NACKs; publishers are sent NACKs for what they lost),
+	// RTCP reports, and transport-wide congestion control feedback.
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		e.closeSockets()
+		return nil, err
+	}
+	e.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return e, nil
+}
+
+// applyCandidateFilters restricts the gathered candidates to the configured interfaces and networks.
+func applyCandidateFilters(se *webrtc.SettingEngine, c ICEConfig) {
+	loopback := false
+	if len(c.Interfaces) > 0 {
+		names := slices.Clone(c.Interfaces)
+		se.SetInterfaceFilter(func(name string) bool { return slices.Contains(names, name) })
+		for _, name := range names {
+			if ifc, err := net.InterfaceByName(name); err == nil && ifc.Flags&net.FlagLoopback != 0 {
+				loopback = true
+			}
+		}
+	}
+	if len(c.IPs) > 0 {
+		nets := slices.Clone(c.IPs)
+		se.SetIPFilter(func(ip net.IP) bool {
+			for _, n := range nets {
+				if n.Contains(ip) {
+					return true
+				}
+			}
+			return false
+		})
+		for _, n := range nets {
+			if n.IP.IsLoopback() {
+				loopback = true
+			}
+		}
+	}
+	if loopback {
+		se.SetIncludeLoopbackCandidate(true)
+	}
+}
+
+// UDPAddr is the address media arrives at (useful when configured with port 0).
+func (e *Engine) UDPAddr() net.Addr { return e.udp.LocalAddr() }
+
+// TCPAddr is the ICE-TCP address, or nil.
+func (e *Engine) TCPAddr() net.Addr {
+	if e.tcp == nil {
+		return nil
+	}
+	return e.tcp.Addr()
+}
+
+// ICEServers are the STUN/TURN servers clients should use.
+func (e *Engine) ICEServers() []webrtc.ICEServer { return slices.Clone(e.cfg.ICE.Servers) }
+
+// Room returns the named room's SFU, creating it.
+func (e *Engine) Room(name string) (*Room, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	r := e.rooms[name]
+	if r == nil {
+		r = &Room{e: e, name: name, pubs: map[string]*Publisher{}, subs: map[*Subscriber]struct{}{}}
+		e.rooms[name] = r
+	}
+	return r, nil
+}
+
+// forget drops an empty room.
+func (e *Engine) forget(r *Room) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rooms[r.name] == r && r.empty() {
+		delete(e.rooms, r.name)
+	}
+}
+
+// Close ends every session and releases the sockets.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	rooms := make([]*Room, 0, len(e.rooms))
+	for _, r := range e.rooms {
+		rooms = append(rooms, r)
+	}
+	e.mu.Unlock()
+	for _, r := range rooms {
+		r.closeAll()
+	}
+	e.wg.Wait()
+	return e.closeSockets()
+}
+
+func (e *Engine) closeSockets() error {
+	var errs []error
+	if e.tcpMx != nil {
+		errs = append(errs, e.tcpMx.Close())
+	}
+	if e.udpMx != nil {
+		errs = append(errs, e.udpMx.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,315 @@
+package signaling
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// The tests' media: real pion peers on loopback talking to a real Engine. Nothing is mocked; a test that
+// needs a subscriber whose network stalls slows its writes down (slowDown).
+
+const waitTimeout = 15 * time.Second
+
+func loopback() []*net.IPNet {
+	_, n, _ := net.ParseCIDR("127.0.0.0/8")
+	return []*net.IPNet{n}
+}
+
+func newTestEngine(t *testing.T, mod func(*Config)) *Engine {
+	t.Helper()
+	cfg := Config{ICE: ICEConfig{UDPAddr: "127.0.0.1:0", Interfaces: []string{"lo"}, IPs: loopback()},
+		Logger: slog.New(slog.DiscardHandler)}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
+// clientAPI is a browser stand-in: pion with the default codecs and interceptors, ICE on loopback only.
+func clientAPI(t *testing.T) *webrtc.API {
+	t.Helper()
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		t.Fatal(err)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+}
+
+func newClientPC(t *testing.T) *webrtc.PeerConnection {
+	t.Helper()
+	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	return pc
+}
+
+// offerOf makes pc's complete offer (all candidates gathered).
+func offerOf(t *testing.T, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	o, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(o); err != nil {
+		t.Fatal(err)
+	}
+	<-g
+	return pc.LocalDescription().SDP
+}
+
+// answerTo sets a remote offer on pc and returns its complete answer.
+func answerTo(t *testing.T, pc *webrtc.PeerConnection, offer string) string {
+	t.Helper()
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(a); err != nil {
+		t.Fatal(err)
+	}
+	<-g
+	return pc.LocalDescription().SDP
+}
+
+// testPublisher is a client that publishes synthetic VP8 video (a keyframe every 30 frames) and Opus
+// audio; each payload's last byte is the publisher's mark, so a subscriber can tell whose packet it got.
+type testPublisher struct {
+	pc           *webrtc.PeerConnection
+	video, audio *webrtc.TrackLocalStaticRTP
+	pub          *Publisher
+	mark         byte
+	sent         atomic.Uint64
+	stop         chan struct{}
+	wg           sync.WaitGroup
+}
+
+func publish(t *testing.T, r *Room, identity string, mark byte) *testPublisher {
+	t.Helper()
+	tp := &testPublisher{pc: newClientPC(t), mark: mark, stop: make(chan struct{})}
+	var err error
+	tp.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "mic", identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range []webrtc.TrackLocal{tp.video, tp.audio} {
+		if _, err := tp.pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	pub, answer, err := r.Publish(ctx, identity, offerOf(t, tp.pc))
+	if err != nil {
+		t.Fatalf("publish %s: %v", identity, err)
+	}
+	tp.pub = pub
+	if err := tp.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	tp.wg.Add(1)
+	go tp.send()
+	t.Cleanup(tp.close)
+	return tp
+}
+
+// send writes 30 video frames (3 packets each) and 50 audio packets a second.
+func (tp *testPublisher) send() {
+	defer tp.wg.Done()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var vseq, aseq uint16
+	var vts, ats uint32
+	for frame := 0; ; frame++ {
+		select {
+		case <-tp.stop:
+			return
+		case <-tick.C:
+		}
+		ats += 960
+		aseq++
+		_ = tp.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: aseq, Timestamp: ats}, Payload: []byte{0xfc, 1, 2, tp.mark}})
+		if frame%3 == 2 {
+			continue // 20 ms ticks, ~33 ms frames: two of every three ticks
+		}
+		vts += 3000
+		key := byte(0x01) // P bit set: an interframe
+		if frame%45 == 0 {
+			key = 0x00
+		}
+		for i := range 3 {
+			desc := byte(0x00)
+			if i == 0 {
+				desc = 0x10 // S: start of partition 0
+			}
+			vseq++
+			_ = tp.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: vseq, Timestamp: vts, Marker: i == 2},
+				Payload: []byte{desc, key, 0x9d, 0x01, 0x2a, tp.mark}})
+		}
+		tp.sent.Add(1)
+	}
+}
+
+func (tp *testPublisher) close() {
+	select {
+	case <-tp.stop:
+	default:
+		close(tp.stop)
+	}
+	tp.wg.Wait()
+}
+
+// testSubscriber is a client receiving the stage; it counts the packets of each track kind and remembers
+// the marks and sequence numbers it saw.
+type testSubscriber struct {
+	pc     *webrtc.PeerConnection
+	sub    *Subscriber
+	offers chan string
+
+	mu      sync.Mutex
+	packets map[string]int    // by kind
+	marks   map[string][]byte // by kind, in arrival order (last byte of each payload)
+	seqs    map[string][]uint16
+	tracks  int
+}
+
+func newTestSubscriber(t *testing.T) *testSubscriber {
+	ts := &testSubscriber{pc: newClientPC(t), offers: make(chan string, 16),
+		packets: map[string]int{}, marks: map[string][]byte{}, seqs: map[string][]uint16{}}
+	ts.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		kind := tr.Kind().String()
+		ts.mu.Lock()
+		ts.tracks++
+		ts.mu.Unlock()
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			ts.mu.Lock()
+			ts.packets[kind]++
+			if len(p.Payload) > 0 {
+				ts.marks[kind] = append(ts.marks[kind], p.Payload[len(p.Payload)-1])
+			}
+			ts.seqs[kind] = append(ts.seqs[kind], p.SequenceNumber)
+			ts.mu.Unlock()
+		}
+	})
+	return ts
+}
+
+// subscribe subscribes in the default mode and answers every offer the server makes.
+func subscribe(t *testing.T, r *Room, identity string) *testSubscriber {
+	t.Helper()
+	ts := newTestSubscriber(t)
+	s, err := r.Subscribe(identity, func(sdp string) { ts.offers <- sdp })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.sub = s
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case offer := <-ts.offers:
+				if err := s.Answer(answerToQuiet(ts.pc, offer)); err != nil {
+					t.Errorf("answer: %v", err)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done); s.Close() })
+	return ts
+}
+
+// answerToQuiet is answerTo for goroutines other than the test's (errors come back as an empty answer).
+func answerToQuiet(pc *webrtc.PeerConnection, offer string) string {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return ""
+	}
+	a, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return ""
+	}
+	g := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(a); err != nil {
+		return ""
+	}
+	<-g
+	return pc.LocalDescription().SDP
+}
+
+func (ts *testSubscriber) count(kind string) int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.packets[kind]
+}
+
+func (ts *testSubscriber) lastMark(kind string) byte {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	m := ts.marks[kind]
+	if len(m) == 0 {
+		return 0
+	}
+	return m[len(m)-1]
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// slowDown makes every write to the subscriber's tracks take d, as a subscriber whose network stalls.
+func slowDown(s *Subscriber, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, dt := range s.downs {
+		w := dt.local.WriteRTP
+		slow := writeFunc(func(p *rtp.Packet) error { time.Sleep(d); return w(p) })
+		dt.write.Store(&slow)
+	}
+}

@@ -1,0 +1,132 @@
+package signaling
+
+import (
+	"sort"
+	"sync"
+)
+
+// Room is one room's SFU: its publishers and subscribers.
+type Room struct {
+	e    *Engine
+	name string
+
+	mu   sync.Mutex
+	pubs map[string]*Publisher // by member identity
+	subs map[*Subscriber]struct{}
+}
+
+// Name returns the room's name.
+func (r *Room) Name() string { return r.name }
+
+func (r *Room) empty() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pubs) == 0 && len(r.subs) == 0
+}
+
+// Publisher returns the member's publisher session, or nil.
+func (r *Room) Publisher(identity string) *Publisher {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pubs[identity]
+}
+
+// Publishers returns the identities publishing now, sorted.
+func (r *Room) Publishers() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.pubs))
+	for id := range r.pubs {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// StopPublisher ends the member's publishing at once (demotion, a moderator's stop): its tracks stop for
+// every subscriber. It reports whether the member was publishing.
+func (r *Room) StopPublisher(identity string) bool {
+	r.mu.Lock()
+	p := r.pubs[identity]
+	r.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	p.Close()
+	return true
+}
+
+// tracks returns every track on the room's stage.
+func (r *Room) tracks() []*upTrack {
+	r.mu.Lock()
+	pubs := make([]*Publisher, 0, len(r.pubs))
+	for _, p := range r.pubs {
+		pubs = append(pubs, p)
+	}
+	r.mu.Unlock()
+	var out []*upTrack
+	for _, p := range pubs {
+		out = append(out, p.tracks()...)
+	}
+	return out
+}
+
+func (r *Room) subscribers() []*Subscriber {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Subscriber, 0, len(r.subs))
+	for s := range r.subs {
+		out = append(out, s)
+	}
+	return out
+}
+
+// trackAdded offers a new stage track to every subscriber.
+func (r *Room) trackAdded(u *upTrack) {
+	for _, s := range r.subscribers() {
+		s.trackAdded(u)
+	}
+}
+
+// trackRemoved takes an ended track away from every subscriber.
+func (r *Room) trackRemoved(u *upTrack) {
+	for _, s := range r.subscribers() {
+		s.trackRemoved(u)
+	}
+}
+
+func (r *Room) removePublisher(p *Publisher) {
+	r.mu.Lock()
+	if r.pubs[p.identity] == p {
+		delete(r.pubs, p.identity)
+	}
+	r.mu.Unlock()
+	r.e.forget(r)
+}
+
+func (r *Room) removeSubscriber(s *Subscriber) {
+	r.mu.Lock()
+	delete(r.subs, s)
+	r.mu.Unlock()
+	r.e.forget(r)
+}
+
+// closeAll ends every session of the room.
+func (r *Room) closeAll() {
+	r.mu.Lock()
+	pubs := make([]*Publisher, 0, len(r.pubs))
+	for _, p := range r.pubs {
+		pubs = append(pubs, p)
+	}
+	subs := make([]*Subscriber, 0, len(r.subs))
+	for s := range r.subs {
+		subs = append(subs, s)
+	}
+	r.mu.Unlock()
+	for _, p := range pubs {
+		p.Close()
+	}
+	for _, s := range subs {
+		s.Close()
+	}
+}

@@ -1,0 +1,194 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// A speaker publishes video and audio; a member subscribed before (the server renegotiates to add the
+// tracks) and one subscribed after both receive packets of both.
+func TestPublishSubscribe(t *testing.T) {
+	e := newTestEngine(t, nil)
+	r, err := e.Room("plaza")
+	if err != nil {
+		t.Fatal(err)
+	}
+	early := subscribe(t, r, "early")
+	publish(t, r, "ana", 'a')
+	late := subscribe(t, r, "late")
+	for _, s := range []*testSubscriber{early, late} {
+		eventually(t, "video and audio packets arrive", func() bool { return s.count("video") >= 30 && s.count("audio") >= 30 })
+		if m := s.lastMark("video"); m != 'a' {
+			t.Fatalf("video payload mark %q, want 'a'", m)
+		}
+	}
+	if got := r.Publishers(); len(got) != 1 || got[0] != "ana" {
+		t.Fatalf("publishers %v, want [ana]", got)
+	}
+}
+
+// One subscriber whose writes stall (each takes 100 ms) loses its own packets; the others receive at the
+// publisher's rate, and the publisher's track is read as fast as it sends.
+func TestSlowSubscriberDoesNotSlowOthers(t *testing.T) {
+	e := newTestEngine(t, func(c *Config) { c.QueuePackets = 32 })
+	r, _ := e.Room("plaza")
+	tp := publish(t, r, "ana", 'a')
+	slow := subscribe(t, r, "slow")
+	fast := []*testSubscriber{subscribe(t, r, "fast1"), subscribe(t, r, "fast2")}
+	eventually(t, "every subscriber receives video", func() bool {
+		return slow.count("video") > 0 && fast[0].count("video") > 0 && fast[1].count("video") > 0
+	})
+	slowDown(slow.sub, 100*time.Millisecond)
+	before := make([]int, len(fast))
+	for i, s := range fast {
+		before[i] = s.count("video")
+	}
+	slowBefore, sentBefore := slow.count("video"), tp.sent.Load()
+	time.Sleep(2 * time.Second)
+	sentFrames := int(tp.sent.Load() - sentBefore)
+	for i, s := range fast {
+		got := s.count("video") - before[i]
+		if got < sentFrames*3*8/10 { // 3 packets a frame; 80 % leaves room for the start and end of the window
+			t.Errorf("fast subscriber %d got %d video packets in 2 s, the publisher sent %d", i, got, sentFrames*3)
+		}
+	}
+	if got := slow.count("video") - slowBefore; got > 25 {
+		t.Errorf("the slow subscriber got %d packets in 2 s at 100 ms a write: its writes were not slowed", got)
+	}
+	var dropped uint64
+	slow.sub.mu.Lock()
+	for _, d := range slow.sub.downs {
+		dropped += d.dropped.Load()
+	}
+	slow.sub.mu.Unlock()
+	if dropped == 0 {
+		t.Error("the slow subscriber's queue never overflowed")
+	}
+}
+
+// A speaker who is stopped (demoted) stops for every subscriber at once; the tracks are taken away.
+func TestStopPublisherStopsTracks(t *testing.T) {
+	e := newTestEngine(t, nil)
+	r, _ := e.Room("plaza")
+	publish(t, r, "ana", 'a')
+	subs := []*testSubscriber{subscribe(t, r, "bo"), subscribe(t, r, "cy")}
+	for _, s := range subs {
+		eventually(t, "packets arrive", func() bool { return s.count("video") > 10 && s.count("audio") > 10 })
+	}
+	if !r.StopPublisher("ana") {
+		t.Fatal("StopPublisher: ana was not publishing")
+	}
+	time.Sleep(300 * time.Millisecond) // packets in flight
+	counts := []int{subs[0].count("video") + subs[0].count("audio"), subs[1].count("video") + subs[1].count("audio")}
+	time.Sleep(time.Second)
+	for i, s := range subs {
+		if now := s.count("video") + s.count("audio"); now != counts[i] {
+			t.Errorf("subscriber %d received %d more packets after the speaker was stopped", i, now-counts[i])
+		}
+		s.sub.mu.Lock()
+		n := len(s.sub.downs)
+		s.sub.mu.Unlock()
+		if n != 0 {
+			t.Errorf("subscriber %d still has %d tracks", i, n)
+		}
+	}
+	if len(r.Publishers()) != 0 || r.StopPublisher("ana") {
+		t.Fatal("ana still publishes")
+	}
+}
+
+// A moderator's mute stops a speaker's audio at the server; the video goes on; unmuting resumes it.
+func TestMuteStopsAudioAtTheServer(t *testing.T) {
+	e := newTestEngine(t, nil)
+	r, _ := e.Room("plaza")
+	tp := publish(t, r, "ana", 'a')
+	s := subscribe(t, r, "bo")
+	eventually(t, "audio arrives", func() bool { return s.count("audio") > 10 })
+	tp.pub.Mute("audio", true)
+	time.Sleep(200 * time.Millisecond)
+	audio, video := s.count("audio"), s.count("video")
+	time.Sleep(time.Second)
+	if got := s.count("audio") - audio; got != 0 {
+		t.Errorf("%d audio packets arrived while muted", got)
+	}
+	if s.count("video")-video < 30 {
+		t.Errorf("video stopped too while audio was muted")
+	}
+	tp.pub.Mute("audio", false)
+	eventually(t, "audio resumes", func() bool { return s.count("audio") > audio+10 })
+}
+
+// The stage (WHEP's view) follows the newest speaker: when a second speaker starts, the same track
+// carries the new speaker's packets, and its sequence numbers go on without a jump back.
+func TestStageFollowsTheNewestSpeaker(t *testing.T) {
+	e := newTestEngine(t, nil)
+	r, _ := e.Room("plaza")
+	publish(t, r, "ana", 'a')
+	ts := newTestSubscriber(t)
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := ts.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	s, answer, err := r.SubscribeStage(ctx, "viewer", offerOf(t, ts.pc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := ts.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "ana's video and audio on the stage", func() bool {
+		return ts.lastMark("video") == 'a' && ts.lastMark("audio") == 'a'
+	})
+	publish(t, r, "bo", 'b')
+	eventually(t, "bo's video and audio on the stage", func() bool {
+		return ts.lastMark("video") == 'b' && ts.lastMark("audio") == 'b'
+	})
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.tracks != 2 {
+		t.Errorf("the viewer got %d tracks, want 2 (the stage's video and audio)", ts.tracks)
+	}
+	for kind, seqs := range ts.seqs {
+		for i := 1; i < len(seqs); i++ {
+			if d := seqs[i] - seqs[i-1]; d == 0 || d > 1000 {
+				t.Fatalf("%s sequence numbers jump from %d to %d at the switch", kind, seqs[i-1], seqs[i])
+			}
+		}
+	}
+}
+
+// Offers that are not SDP, that carry no media or too many tracks are refused with their own errors.
+func TestBadOffers(t *testing.T) {
+	e := newTestEngine(t, func(c *Config) { c.MaxTracksPerPublisher = 1 })
+	r, _ := e.Room("plaza")
+	ctx := context.Background()
+	if _, _, err := r.Publish(ctx, "ana", "hello"); !errors.Is(err, ErrBadSDP) {
+		t.Errorf("publish garbage: %v, want ErrBadSDP", err)
+	}
+	if _, _, err := r.Publish(ctx, "ana", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"); !errors.Is(err, ErrBadSDP) {
+		t.Errorf("publish without media: %v, want ErrBadSDP", err)
+	}
+	pc := newClientPC(t)
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := r.Publish(ctx, "ana", offerOf(t, pc)); !errors.Is(err, ErrTooManyTracks) {
+		t.Errorf("publish two tracks where one is allowed: %v, want ErrTooManyTracks", err)
+	}
+	if _, _, err := r.SubscribeStage(ctx, "viewer", "v=0\r\n"); !errors.Is(err, ErrBadSDP) {
+		t.Errorf("stage with a broken offer: %v, want ErrBadSDP", err)
+	}
+}

@@ -1,0 +1,341 @@
+package signaling
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// Subscriber is one member's receiving peer connection. In the default mode it receives every track on
+// the room's stage, one downTrack each, and the server starts every renegotiation (OnOffer, Answer). In
+// stage mode (WHEP) it has one video and one audio track, fixed at the start, that follow the current
+// speaker: the most recent publisher with a track of that kind.
+type Subscriber struct {
+	room     *Room
+	identity string
+	pc       *webrtc.PeerConnection
+	stage    bool
+	onOffer  func(sdp string)
+
+	mu     sync.Mutex
+	downs  map[*upTrack]*downTrack // default mode
+	stageD []*downTrack            // stage mode: one per kind
+	closed bool
+	done   chan struct{}
+
+	negMu       sync.Mutex // the offer/answer exchange in progress
+	negotiating bool
+	again       bool
+}
+
+// Identity returns the subscribing member.
+func (s *Subscriber) Identity() string { return s.identity }
+
+// Done is closed when the subscriber has ended.
+func (s *Subscriber) Done() <-chan struct{} { return s.done }
+
+func (r *Room) newSubscriber(identity string) (*Subscriber, error) {
+	pc, err := r.e.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	s := &Subscriber{room: r, identity: identity, pc: pc, downs: map[*upTrack]*downTrack{}, done: make(chan struct{})}
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
+			go s.Close() // not from pion's callback: Close closes the peer connection
+		}
+	})
+	return s, nil
+}
+
+// Subscribe starts sending the room's stage to a member. The server makes the offers: onOffer receives
+// each (the first one before Subscribe returns, later ones when the stage changes), and the member's
+// answer to each goes to Answer.
+func (r *Room) Subscribe(identity string, onOffer func(sdp string)) (*Subscriber, error) {
+	s, err := r.newSubscriber(identity)
+	if err != nil {
+		return nil, err
+	}
+	s.onOffer = onOffer
+	// A data channel gives the first offer a media section even when nothing is on stage yet, so the
+	// connection is up (ICE, DTLS) before the first track comes.
+	if _, err := s.pc.CreateDataChannel("liveforum", nil); err != nil {
+		_ = s.pc.Close()
+		return nil, err
+	}
+	r.mu.Lock()
+	r.subs[s] = struct{}{}
+	r.mu.Unlock()
+	s.mu.Lock()
+	for _, u := range r.tracks() {
+		s.addDownLocked(u)
+	}
+	s.mu.Unlock()
+	if err := s.negotiate(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// SubscribeStage answers a member's offer (WHEP) with the room's stage: the current speaker's video and
+// audio, following whoever speaks next. No renegotiation is needed later.
+func (r *Room) SubscribeStage(ctx context.Context, identity, offer string) (*Subscriber, string, error) {
+	kinds, err := offerKinds(offer)
+	if err != nil {
+		return nil, "", err
+	}
+	s, err := r.newSubscriber(identity)
+	if err != nil {
+		return nil, "", err
+	}
+	s.stage = true
+	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		_ = s.pc.Close()
+		return nil, "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	for _, k := range kinds {
+		c := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
+		if k == webrtc.RTPCodecTypeVideo {
+			c = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+		}
+		local, err := webrtc.NewTrackLocalStaticRTP(c, "stage-"+k.String(), "stage")
+		if err != nil {
+			_ = s.pc.Close()
+			return nil, "", err
+		}
+		sender, err := s.pc.AddTrack(local)
+		if err != nil {
+			_ = s.pc.Close()
+			return nil, "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		}
+		d := newDownTrack(s, local, r.e.cfg.QueuePackets)
+		d.sender = sender
+		s.stageD = append(s.stageD, d)
+		go d.run()
+		go d.readRTCP()
+	}
+	answer, err := s.pc.CreateAnswer(nil)
+	if err == nil {
+		gathered := webrtc.GatheringCompletePromise(s.pc)
+		if err = s.pc.SetLocalDescription(answer); err == nil {
+			select {
+			case <-gathered:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+	}
+	if err != nil {
+		s.closeDowns()
+		_ = s.pc.Close()
+		return nil, "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	r.mu.Lock()
+	r.subs[s] = struct{}{}
+	r.mu.Unlock()
+	s.refreshStage()
+	return s, s.pc.LocalDescription().SDP, nil
+}
+
+// offerKinds returns the kinds of media a (WHEP) offer asks for: at most one audio and one video.
+func offerKinds(offer string) ([]webrtc.RTPCodecType, error) {
+	if len(offer) > MaxSDPBytes {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrBadSDP, MaxSDPBytes)
+	}
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	var kinds []webrtc.RTPCodecType
+	seen := map[string]bool{}
+	for _, m := range sd.MediaDescriptions {
+		k := m.MediaName.Media
+		if (k == "audio" || k == "video") && !seen[k] {
+			seen[k] = true
+			kinds = append(kinds, webrtc.NewRTPCodecType(k))
+		}
+	}
+	if len(kinds) == 0 {
+		return nil, fmt.Errorf("%w: no audio or video", ErrBadSDP)
+	}
+	return kinds, nil
+}
+
+// addDownLocked adds a downTrack for u to the peer connection (the caller renegotiates).
+func (s *Subscriber) addDownLocked(u *upTrack) {
+	if s.closed || s.downs[u] != nil {
+		return
+	}
+	select {
+	case <-u.ended:
+		return
+	default:
+	}
+	local, err := webrtc.NewTrackLocalStaticRTP(u.codec(), u.pub.identity+":"+u.remote.ID(), u.pub.identity)
+	if err != nil {
+		s.room.e.log.Warn("cannot send a track", "room", s.room.name, "err", err)
+		return
+	}
+	sender, err := s.pc.AddTrack(local)
+	if err != nil {
+		s.room.e.log.Warn("cannot add a track", "room", s.room.name, "member", s.identity, "err", err)
+		return
+	}
+	d := newDownTrack(s, local, s.room.e.cfg.QueuePackets)
+	d.sender = sender
+	s.downs[u] = d
+	go d.run()
+	go d.readRTCP()
+	d.follow(u)
+}
+
+func (s *Subscriber) trackAdded(u *upTrack) {
+	if s.stage {
+		s.refreshStage()
+		return
+	}
+	s.mu.Lock()
+	_, had := s.downs[u]
+	s.addDownLocked(u)
+	added := !had && s.downs[u] != nil
+	s.mu.Unlock()
+	if added {
+		_ = s.negotiate()
+	}
+}
+
+func (s *Subscriber) trackRemoved(u *upTrack) {
+	if s.stage {
+		s.refreshStage()
+		return
+	}
+	s.mu.Lock()
+	d := s.downs[u]
+	delete(s.downs, u)
+	closed := s.closed
+	s.mu.Unlock()
+	if d == nil || closed {
+		return
+	}
+	d.close()
+	_ = s.pc.RemoveTrack(d.sender)
+	_ = s.negotiate()
+}
+
+// refreshStage points each stage track at the current speaker's track of its kind and codec.
+func (s *Subscriber) refreshStage() {
+	s.mu.Lock()
+	downs := append([]*downTrack(nil), s.stageD...)
+	s.mu.Unlock()
+	tracks := s.room.tracks()
+	for _, d := range downs {
+		var best *upTrack
+		for _, u := range tracks {
+			if u.kind() != d.local.Kind() || !strings.EqualFold(u.codec().MimeType, d.local.Codec().MimeType) {
+				continue
+			}
+			select {
+			case <-u.ended:
+				continue
+			default:
+			}
+			if best == nil || u.pub.started.After(best.pub.started) {
+				best = u
+			}
+		}
+		d.follow(best)
+	}
+}
+
+// negotiateTimeout bounds the gathering of an offer's candidates.
+const negotiateTimeout = 10 * time.Second
+
+// negotiate makes a new offer and hands it to onOffer, unless an exchange is in progress: then one more
+// follows when its answer arrives.
+func (s *Subscriber) negotiate() error {
+	s.negMu.Lock()
+	if s.negotiating {
+		s.again = true
+		s.negMu.Unlock()
+		return nil
+	}
+	s.negotiating = true
+	s.negMu.Unlock()
+	offer, err := s.pc.CreateOffer(nil)
+	if err != nil {
+		return s.negotiated(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(s.pc)
+	if err := s.pc.SetLocalDescription(offer); err != nil {
+		return s.negotiated(err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(negotiateTimeout):
+		return s.negotiated(fmt.Errorf("signaling: gathering candidates took over %v", negotiateTimeout))
+	}
+	s.onOffer(s.pc.LocalDescription().SDP)
+	return nil
+}
+
+// negotiated ends a failed exchange.
+func (s *Subscriber) negotiated(err error) error {
+	s.negMu.Lock()
+	s.negotiating, s.again = false, false
+	s.negMu.Unlock()
+	return err
+}
+
+// Answer takes the member's answer to the last offer.
+func (s *Subscriber) Answer(answer string) error {
+	if len(answer) > MaxSDPBytes {
+		return fmt.Errorf("%w: longer than %d bytes", ErrBadSDP, MaxSDPBytes)
+	}
+	s.negMu.Lock()
+	if !s.negotiating {
+		s.negMu.Unlock()
+		return fmt.Errorf("%w: no offer is waiting for an answer", ErrBadSDP)
+	}
+	s.negMu.Unlock()
+	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	s.negMu.Lock()
+	again := s.again
+	s.negotiating, s.again = false, false
+	s.negMu.Unlock()
+	if again {
+		return s.negotiate()
+	}
+	return nil
+}
+
+func (s *Subscriber) closeDowns() {
+	for _, d := range s.stageD {
+		d.close()
+	}
+	for _, d := range s.downs {
+		d.close()
+	}
+}
+
+// Close ends the subscriber.
+func (s *Subscriber) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.closeDowns()
+	close(s.done)
+	s.mu.Unlock()
+	s.room.removeSubscriber(s)
+	_ = s.pc.Close()
+}
