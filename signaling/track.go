@@ -135,13 +135,13 @@ type downTrack struct {
 	write  atomic.Pointer[writeFunc] // local.WriteRTP; tests slow it down
 
 	// Owned by the writer goroutine: sequence numbers and timestamps continue across source switches.
-	last              *upTrack
-	seqOff            uint16
-	tsOff             uint32
-	lastSeq           uint16
-	lastTS            uint32
-	sent              bool
-	waitKey           bool
+	last               *upTrack
+	seqOff             uint16
+	tsOff              uint32
+	lastSeq            uint16
+	lastTS             uint32
+	sent               bool
+	waitKey            bool
 	dropped, forwarded atomic.Uint64
 }
 
