@@ -365,6 +365,7 @@ func (g *Registry) remove(ctx context.Context, r *Room, mode int, reason ...stri
 	}
 	r.removed = make(chan struct{})
 	r.closed = true
+	r.unloaded = mode == removeUnload
 	r.flushLocked()
 	for _, s := range r.sessions.s {
 		s.sink.Kick(r.name, protocol.CloseRoomClosed, "room closed")

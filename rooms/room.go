@@ -54,6 +54,7 @@ type Room struct {
 	leaving    map[string]time.Time       // identity -> when its leave is logged (dropped connections)
 	emptySince time.Time
 	closed     bool
+	unloaded   bool           // closed by an unload: the room goes on elsewhere (set under g.mu and mu)
 	removed    chan struct{}  // guarded by g.mu: set when removal starts, closed when it is done
 	recent     []broker.Event // the newest chat events (HistoryOnJoin of them, up to twice that stored)
 

@@ -71,6 +71,12 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 
 	r.presence.Lock()
 	r.mu.Lock()
+	if r.unloaded {
+		// Unloaded since g.room returned it (it had no local member): the room goes on, load it again.
+		r.mu.Unlock()
+		r.presence.Unlock()
+		return g.Join(ctx, a, name, p, sink)
+	}
 	switch {
 	case r.closed:
 		err = fmt.Errorf("%w: %q", ErrNotFound, name)
