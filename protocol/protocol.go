@@ -26,6 +26,13 @@ const (
 	TypeChat   = "chat"   // send a chat message to a room
 	TypeRemove = "remove" // moderator: remove a member from a room
 	TypePong   = "pong"   // answer to the server's ping
+
+	TypeMediaSubscribe   = "media.subscribe"   // receive the room's stage; the server's offers follow as media.offer
+	TypeMediaAnswer      = "media.answer"      // the answer (MediaSDP) to the server's last media.offer
+	TypeMediaUnsubscribe = "media.unsubscribe" // stop receiving the stage
+	TypeMediaPublish     = "media.publish"     // speakers: an offer (MediaSDP) of what to send; the reply is the answer
+	TypeMediaUnpublish   = "media.unpublish"   // stop sending
+	TypeMediaMute        = "media.mute"        // moderators: stop or resume a member's audio or video at the server
 )
 
 // Server-to-client message types.
@@ -35,6 +42,8 @@ const (
 	TypeEvent = "event" // a durable room event with its offset
 	TypePing  = "ping"  // liveness probe; the client answers with pong
 	TypeLeft  = "left"  // the connection is out of a room it had joined (Left says why)
+
+	TypeMediaOffer = "media.offer" // the server's offer (MediaSDP) for the connection's stage in a room
 )
 
 // Event kinds, in Event.Kind.
@@ -132,6 +141,31 @@ type ChatSent struct {
 	Offset uint64 `json:"offset"`
 }
 
+// MediaSDP carries a session description: media.publish, its reply, media.offer, media.answer.
+type MediaSDP struct {
+	SDP string `json:"sdp"`
+}
+
+// MediaConfig answers media.subscribe: the ICE servers (STUN, TURN) to give the browser's peer
+// connections.
+type MediaConfig struct {
+	ICEServers []ICEServer `json:"ice_servers"`
+}
+
+// ICEServer is one STUN or TURN server, as RTCPeerConnection's configuration takes it.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// MediaMute is the payload of media.mute.
+type MediaMute struct {
+	Identity string `json:"identity"`
+	Kind     string `json:"kind"` // "audio" or "video"
+	Muted    bool   `json:"muted"`
+}
+
 // RemoveRequest is the payload of "remove".
 type RemoveRequest struct {
 	Identity string `json:"identity"`
@@ -202,6 +236,7 @@ const (
 	CodeTooMany       = "too_many_rooms" // the connection is in as many rooms as it may be
 	CodeRateLimited   = "rate_limited"   // too many messages; slow down
 	CodeTooLong       = "too_long"       // text longer than allowed
+	CodeStageFull     = "stage_full"     // the room has as many publishers (media) as it may
 	CodeUnavailable   = "unavailable"    // the server cannot do it now (log unavailable); retry later
 	CodeInternal      = "internal"       // the server failed
 )

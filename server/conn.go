@@ -42,6 +42,7 @@ type conn struct {
 	// owned by the read loop
 	who      *identity
 	sessions map[string]*rooms.Session
+	media    map[string]*connMedia // media sessions by room
 	msgRate  *rate.Limiter
 	chatRate *rate.Limiter
 }
@@ -106,14 +107,19 @@ func (c *conn) Kick(room string, code int, reason string) {
 // purgeKicked forgets the sessions of rooms the connection was taken out of. Read loop only.
 func (c *conn) purgeKicked() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	var gone []string
 	for room := range c.kicked {
 		if c.sessions[room] != nil {
 			delete(c.sessions, room)
 			c.joined--
 		}
+		gone = append(gone, room)
 	}
 	clear(c.kicked)
+	c.mu.Unlock()
+	for _, room := range gone {
+		c.closeMedia(room) // removed or replaced: its media ends with its membership
+	}
 }
 
 func (c *conn) startClosingLocked(code int, reason string) {

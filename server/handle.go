@@ -15,6 +15,7 @@ import (
 	"github.com/liveforum/liveforum/broker"
 	"github.com/liveforum/liveforum/protocol"
 	"github.com/liveforum/liveforum/rooms"
+	"github.com/liveforum/liveforum/signaling"
 )
 
 // identity is who an authenticated connection is.
@@ -60,6 +61,7 @@ func (c *conn) handle(ctx context.Context, env protocol.Envelope) (int, string) 
 		}
 		s.Leave(ctx, true)
 		delete(c.sessions, env.Room)
+		c.closeMedia(env.Room)
 		c.mu.Lock()
 		c.joined--
 		delete(c.kicked, env.Room)
@@ -67,6 +69,9 @@ func (c *conn) handle(ctx context.Context, env protocol.Envelope) (int, string) 
 		c.reply(env.ID, env.Room, struct{}{})
 	case protocol.TypeChat:
 		c.handleChat(ctx, env)
+	case protocol.TypeMediaSubscribe, protocol.TypeMediaAnswer, protocol.TypeMediaUnsubscribe,
+		protocol.TypeMediaPublish, protocol.TypeMediaUnpublish, protocol.TypeMediaMute:
+		c.handleMedia(ctx, env)
 	case protocol.TypeRemove:
 		var req protocol.RemoveRequest
 		s, err := c.session(env)
@@ -285,9 +290,11 @@ func errorCode(err error) (string, string) {
 		code = protocol.CodeTokenExpired
 	case errors.Is(err, auth.ErrInvalid):
 		code = protocol.CodeUnauthorized
-	case errors.Is(err, rooms.ErrForbidden), errors.Is(err, rooms.ErrGuests), errors.Is(err, errRoomGrant):
+	case errors.Is(err, rooms.ErrForbidden), errors.Is(err, rooms.ErrGuests), errors.Is(err, errRoomGrant),
+		errors.Is(err, errNoPublish), errors.Is(err, errAudioOnly), errors.Is(err, errForbiddenMedia):
 		code = protocol.CodeForbidden
-	case errors.Is(err, rooms.ErrNotFound), errors.Is(err, rooms.ErrNoMember), errors.Is(err, rooms.ErrClosed):
+	case errors.Is(err, rooms.ErrNotFound), errors.Is(err, rooms.ErrNoMember), errors.Is(err, rooms.ErrClosed),
+		errors.Is(err, errNoMedia), errors.Is(err, signaling.ErrNotFound):
 		code = protocol.CodeNotFound
 	case errors.Is(err, errNotJoined):
 		code = protocol.CodeNotJoined
@@ -297,6 +304,10 @@ func errorCode(err error) (string, string) {
 		code = protocol.CodeTooMany
 	case errors.Is(err, rooms.ErrRoomFull):
 		code = protocol.CodeRoomFull
+	case errors.Is(err, signaling.ErrTooManyPublish):
+		code = protocol.CodeStageFull
+	case errors.Is(err, signaling.ErrBadSDP), errors.Is(err, signaling.ErrTooManyTracks), errors.Is(err, errNoStage):
+		code = protocol.CodeBadRequest
 	case errors.Is(err, errRateLimited):
 		code = protocol.CodeRateLimited
 	case errors.Is(err, rooms.ErrTooLong):
@@ -304,6 +315,7 @@ func errorCode(err error) (string, string) {
 	case errors.Is(err, broker.ErrUnavailable):
 		return protocol.CodeUnavailable, "the room's log is unavailable right now; try again in a moment"
 	case errors.Is(err, broker.ErrClosed), errors.Is(err, rooms.ErrRegistryClose), errors.Is(err, rooms.ErrRetry),
+		errors.Is(err, signaling.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		code = protocol.CodeUnavailable
 	}

@@ -268,6 +268,9 @@ func (c *conn) serve() {
 	code, reason, left := c.readLoop(c.s.ctx)
 	close(c.readDone)
 	c.Close(code, reason)
+	for room := range c.media {
+		c.closeMedia(room)
+	}
 	for _, sess := range c.sessions {
 		sess.Leave(context.Background(), left)
 	}

@@ -339,3 +339,17 @@ func (s *Subscriber) Close() {
 	s.room.removeSubscriber(s)
 	_ = s.pc.Close()
 }
+
+// OfferKinds returns the kinds of media ("audio", "video") a session description has sections for, each
+// once, or ErrBadSDP.
+func OfferKinds(offer string) ([]string, error) {
+	kinds, err := offerKinds(offer)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(kinds))
+	for i, k := range kinds {
+		out[i] = k.String()
+	}
+	return out, nil
+}
