@@ -354,8 +354,18 @@ func (g *Registry) remove(ctx context.Context, r *Room, mode int, reason ...stri
 	}
 	g.mu.Lock()
 	if r.removed != nil { // another removal is under way
+		done, unloading := r.removed, r.unloaded
 		g.mu.Unlock()
-		return nil
+		if mode != removeClose || !unloading {
+			return nil
+		}
+		// An unload only forgets the room on this node: its log and record are still to be deleted.
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return errors.Join(g.b.RemoveLog(ctx, r.name), g.b.DeleteRoom(ctx, r.name))
 	}
 	r.mu.Lock()
 	if mode == removeExpired && !r.emptyLocked() || mode == removeUnload && !r.idleLocked() {

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"log/slog"
 	"runtime"
 	"strings"
 	"testing"
@@ -78,5 +79,40 @@ func TestJoinRacingUnloadLoadsTheRoomAgain(t *testing.T) {
 	}
 	if _, err := res.s.Chat(ctx, "hello", ""); err != nil {
 		t.Fatalf("chat after the join: %v", err)
+	}
+}
+
+// An operator's close of a room that the sweeper is unloading at that moment must still delete the
+// room: an unload only forgets it on this node.
+func TestCloseRacingUnloadDeletesTheRoom(t *testing.T) {
+	b := &pausingBroker{Memory: broker.NewMemory(broker.MemoryOptions{}), entered: make(chan struct{}), release: make(chan struct{})}
+	reg := NewRegistry(b, Config{SweepEvery: time.Hour, UnloadAfter: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	defer b.Close()
+	defer reg.Close(protocol.CloseShutdown, "")
+	ctx := context.Background()
+	if _, err := reg.Create(ctx, Settings{Name: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	foreignJoin(t, b, "r", "bo", "other~1")
+	r := reg.loadedRoom("r")
+	unloaded := make(chan error, 1)
+	go func() { unloaded <- reg.remove(ctx, r, removeUnload) }()
+	<-b.entered // the unload is under way: its Unsubscribe waits
+	closed := make(chan error, 1)
+	go func() { closed <- reg.remove(ctx, r, removeClose, "over") }() // as CloseRoom, which had the room already
+	select {
+	case err := <-closed:
+		closed <- err
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(b.release)
+	if err := <-unloaded; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.LoadRoom(ctx, "r"); err == nil {
+		t.Fatal("the closed room's record is still there: it loads again on the next join")
 	}
 }
