@@ -1,6 +1,8 @@
 // Command liveforum-bench is liveforum's load generator. `liveforum-bench chat` measures chat fan-out: many
 // websocket subscribers in one room, a few publishers, and for every message whether each subscriber got
-// it exactly once and in order, and how long it took.
+// it exactly once and in order, and how long it took. `liveforum-bench media` measures the SFU: one
+// synthetic publisher over WHIP and many pion viewers over WHEP, with loss, jitter, time to first packet
+// and server CPU per subscriber.
 //
 // Every subcommand prints a human summary and, as its last line, one JSON object with the results, so that
 // scripts can take `tail -n1`. The exit status is 1 when the run finished but its checks failed (messages
@@ -52,6 +54,7 @@ const usage = `usage: liveforum-bench <command> [flags]
 
 commands:
   chat   chat fan-out: many websocket subscribers, a few publishers, delivery and latency checks
+  media  SFU fan-out: one WHIP publisher (VP8 + Opus), many WHEP subscribers; loss, jitter, server CPU
 
 Run "liveforum-bench <command> -h" for the flags of a command.`
 
@@ -63,11 +66,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	switch args[0] {
 	case "chat":
 		return runChat(ctx, args[1:], stdout, stderr, getenv)
+	case "media":
+		return runMedia(ctx, args[1:], stdout, stderr, getenv)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
-	return fmt.Errorf("%w: unknown command %q (chat)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown command %q (chat, media)", errUsage, args[0])
 }
 
 // startProfile starts a CPU profile of the bench itself into path (nothing if path is empty); the

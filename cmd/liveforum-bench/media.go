@@ -1,0 +1,416 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/liveforum/liveforum/auth"
+	"github.com/liveforum/liveforum/protocol"
+)
+
+// mediaConfig is every setting of `liveforum-bench media`.
+type mediaConfig struct {
+	base               string // http(s)://host:port
+	room               string
+	secret             string
+	n                  int
+	duration           time.Duration
+	videoKbps          int
+	connectConcurrency int
+	serverPID          int
+	iceInterfaces      []string
+	nack               bool
+	maxLossPct         float64
+	jsonOnly           bool
+	cpuProfile         string
+
+	keys *auth.Keyring
+}
+
+// parseMedia reads the flags of `media`. The secret has an environment twin, as for chat.
+func parseMedia(args []string, stderr io.Writer, getenv func(string) string) (mediaConfig, error) {
+	var c mediaConfig
+	var rawURL, ifaces string
+	fs := flag.NewFlagSet("liveforum-bench media", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "base URL of the server (WHIP at <url>/whip/<room>, WHEP at <url>/whep/<room>); a ws:// URL is taken as its http:// twin")
+	fs.StringVar(&c.room, "room", "bench", "room to run in")
+	fs.StringVar(&c.secret, "secret", "", "the server's token signing keys, to mint a speaker token for the publisher and viewer tokens (LIVEFORUM_SECRET)")
+	fs.IntVar(&c.n, "n", 100, "subscribers (WHEP viewers), each its own peer connection")
+	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measurement window, starting once every subscriber is connected and receiving")
+	fs.IntVar(&c.videoKbps, "video-kbps", 1500, "VP8 video payload bitrate of the synthetic publisher, kbit/s (30 frames/s, packets of at most 1200 bytes); Opus audio adds 32 kbit/s")
+	fs.IntVar(&c.connectConcurrency, "connect-concurrency", 16, "subscribers connecting at once")
+	fs.IntVar(&c.serverPID, "server-pid", 0, "process id of the server, on this machine, to measure its CPU over the window from /proc (0: not measured)")
+	fs.StringVar(&ifaces, "ice-interfaces", "lo", "comma-separated network interfaces the bench's ICE candidates may use (empty: all)")
+	fs.BoolVar(&c.nack, "nack", true, "subscribers send NACKs for lost packets (as browsers do), so the server retransmits from its cache")
+	fs.Float64Var(&c.maxLossPct, "max-loss", 1, "loss, in percent of the packets sent in the window, above which the checks fail")
+	fs.BoolVar(&c.jsonOnly, "json-only", false, "print only the JSON line")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the bench itself to this file")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if c.secret == "" {
+		c.secret = getenv("LIVEFORUM_SECRET")
+	}
+	for s := range strings.SplitSeq(ifaces, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.iceInterfaces = append(c.iceInterfaces, s)
+		}
+	}
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	base, err := httpBase(rawURL)
+	check(err == nil, "-url: %q is not an http:// or ws:// URL", rawURL)
+	c.base = base
+	check(protocol.ValidRoomName(c.room) == nil, "-room: %q is not a valid room name", c.room)
+	check(c.n > 0, "-n must be positive")
+	check(c.duration > 0, "-duration must be positive")
+	check(c.videoKbps >= 0 && c.videoKbps <= 100_000, "-video-kbps must be 0..100000")
+	check(c.connectConcurrency > 0, "-connect-concurrency must be positive")
+	check(c.serverPID >= 0, "-server-pid must not be negative")
+	check(c.maxLossPct >= 0, "-max-loss must not be negative")
+	if c.secret == "" {
+		check(false, "-secret (or LIVEFORUM_SECRET) is required: WHIP needs a speaker token")
+	} else {
+		keys, err := auth.ParseKeys(c.secret)
+		check(err == nil, "-secret: %v", err)
+		c.keys = keys
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return c, nil
+}
+
+// runMedia is `liveforum-bench media`: it prints the summary, and returns errChecksFailed if subscribers
+// failed to connect, got nothing, or lost more than -max-loss.
+func runMedia(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	cfg, err := parseMedia(args, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	stop, err := startProfile(cfg.cpuProfile)
+	if err != nil {
+		return err
+	}
+	res, err := benchMedia(ctx, cfg, stderr)
+	if perr := stop(); err == nil && perr != nil {
+		err = fmt.Errorf("cpuprofile: %w", perr)
+	}
+	if err != nil {
+		return err
+	}
+	res.print(stdout, cfg.jsonOnly)
+	if !res.ok() {
+		return errChecksFailed
+	}
+	return nil
+}
+
+// The synthetic payload: bytes 0-1 are codec headers (VP8 payload descriptor and payload header, or an
+// Opus TOC byte and a filler), then this run's marks. Subscribers read only these 16 bytes of each packet.
+const (
+	offCounter  = 2  // uint32: the track's packet counter, from 0
+	offSentNs   = 6  // int64: unix nanoseconds when the publisher wrote the packet
+	offRun      = 14 // 4 bytes: the run id, so packets of another publisher on the stage are told apart
+	markLen     = 18
+	maxVideoPay = 1200
+	audioPay    = 80
+)
+
+// window is the measurement window, in unix nanoseconds of the publisher's send time: a packet counts if
+// it was sent within [start, end). Both ends are set before the publisher reaches them, so the publisher
+// and every subscriber classify each packet alike.
+type window struct {
+	start, end atomic.Int64
+}
+
+func newWindow() *window {
+	w := &window{}
+	w.start.Store(math.MaxInt64)
+	w.end.Store(math.MaxInt64)
+	return w
+}
+
+func (w *window) contains(ns int64) bool { return ns >= w.start.Load() && ns < w.end.Load() }
+
+// mediaBench is one run of the media benchmark.
+type mediaBench struct {
+	cfg  mediaConfig
+	warn io.Writer
+	run  [4]byte
+	hc   *http.Client
+	win  *window
+
+	pub  *mediaPublisher
+	subs []*mediaSub
+}
+
+// benchMedia publishes, connects the subscribers, measures over the window and disconnects.
+func benchMedia(ctx context.Context, cfg mediaConfig, warn io.Writer) (*mediaResult, error) {
+	b := &mediaBench{cfg: cfg, warn: warn, win: newWindow()}
+	_, _ = rand.Read(b.run[:])
+	b.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: cfg.connectConcurrency, IdleConnTimeout: 5 * time.Second}}
+	defer b.hc.CloseIdleConnections()
+	res := &mediaResult{N: cfg.n, Room: cfg.room, URL: cfg.base, Run: hex.EncodeToString(b.run[:]),
+		VideoKbps: cfg.videoKbps, NACK: cfg.nack, MaxLossPct: cfg.maxLossPct, BenchProcs: runtime.GOMAXPROCS(0)}
+
+	api, cert, err := newMediaAPI(cfg.iceInterfaces, cfg.nack)
+	if err != nil {
+		return nil, err
+	}
+	pubAPI, _, err := newMediaAPI(cfg.iceInterfaces, true)
+	if err != nil {
+		return nil, err
+	}
+	defer b.closeAll()
+
+	tok, err := b.token("pub", auth.RoleSpeaker)
+	if err != nil {
+		return nil, err
+	}
+	b.pub, err = startPublisher(ctx, b, pubAPI, tok)
+	if err != nil {
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
+
+	// Tokens are minted before the clock starts.
+	toks := make([]string, cfg.n)
+	for i := range toks {
+		if toks[i], err = b.token(fmt.Sprintf("s%d", i), auth.RoleParticipant); err != nil {
+			return nil, err
+		}
+	}
+	b.subs = make([]*mediaSub, cfg.n)
+	t0 := time.Now()
+	var failed atomic.Int64
+	errCounts := map[string]int{}
+	var errMu sync.Mutex
+	sem := make(chan struct{}, cfg.connectConcurrency)
+	var wg sync.WaitGroup
+	for i := range cfg.n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s, err := connectSub(ctx, b, api, cert, i, toks[i])
+			b.subs[i] = s // closeAll reads it after wg.Wait
+			if err != nil {
+				failed.Add(1)
+				errMu.Lock()
+				errCounts[err.Error()]++
+				errMu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	res.ConnectS = round(time.Since(t0).Seconds(), 3)
+	res.ConnectFailed = int(failed.Load())
+	res.ConnectErrors = errCounts
+	if res.ConnectFailed == cfg.n {
+		for e := range errCounts {
+			return nil, fmt.Errorf("no subscriber connected: %s", e)
+		}
+	}
+
+	// Every connected subscriber should be receiving before the window opens: wait (bounded) for each
+	// one's first video packet, then let the start settle.
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		waiting := 0
+		for _, s := range b.subs {
+			if s != nil && s.err == nil && s.firstVideoNs.Load() == 0 {
+				waiting++
+			}
+		}
+		if waiting == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := sleepCtx(ctx, time.Second); err != nil {
+		return nil, err
+	}
+
+	start := time.Now().Add(200 * time.Millisecond)
+	end := start.Add(cfg.duration)
+	b.win.start.Store(start.UnixNano())
+	b.win.end.Store(end.UnixNano())
+	if err := sleepCtx(ctx, time.Until(start)); err != nil {
+		return nil, err
+	}
+	cpu0 := readCPUs(cfg.serverPID)
+	if err := sleepCtx(ctx, time.Until(end)); err != nil {
+		return nil, err
+	}
+	cpu1 := readCPUs(cfg.serverPID)
+	res.setCPU(cpu0, cpu1, cfg.serverPID, warn)
+	// Packets sent near the end of the window may still be on their way.
+	if err := sleepCtx(ctx, 2*time.Second); err != nil {
+		return nil, err
+	}
+
+	b.closeSubs()
+	b.pub.stopSending()
+	res.collect(b, end.Sub(start))
+	b.closeAll()
+	return res, nil
+}
+
+// token mints a token of this run for the room.
+func (b *mediaBench) token(who string, role auth.Role) (string, error) {
+	now := time.Now()
+	run := hex.EncodeToString(b.run[:])
+	return b.cfg.keys.Sign(auth.Claims{Room: b.cfg.room, Identity: "bench-" + run + "-" + who, Name: "bench " + who,
+		Role: role, Expires: now.Add(b.cfg.duration + time.Hour), IssuedAt: now})
+}
+
+// closeSubs ends every subscriber (DELETE, then its peer connection), a few at a time, and waits for
+// their readers.
+func (b *mediaBench) closeSubs() {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, b.cfg.connectConcurrency)
+	for _, s := range b.subs {
+		if s == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.close(b)
+		})
+	}
+	wg.Wait()
+}
+
+// closeAll ends everything the run started; it may run twice.
+func (b *mediaBench) closeAll() {
+	b.closeSubs()
+	if b.pub != nil {
+		b.pub.close(b)
+	}
+}
+
+// endSession DELETEs a WHIP or WHEP resource; errors only warn.
+func (b *mediaBench) endSession(location, token string) {
+	if location == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, location, nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		fmt.Fprintf(b.warn, "warning: DELETE %s: %v\n", location, err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintf(b.warn, "warning: DELETE %s: %s\n", location, resp.Status)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// putMarks writes the run's marks into a payload.
+func putMarks(p []byte, counter uint32, sentNs int64, run [4]byte) {
+	binary.BigEndian.PutUint32(p[offCounter:], counter)
+	binary.BigEndian.PutUint64(p[offSentNs:], uint64(sentNs))
+	copy(p[offRun:markLen], run[:])
+}
+
+// procCPU is a process's CPU time (user + system) read from /proc/<pid>/stat, and when it was read.
+type procCPU struct {
+	cpu time.Duration
+	at  time.Time
+	err error
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every Linux architecture Go runs on.
+const clockTicks = 100
+
+func readProcCPU(pid string) procCPU {
+	at := time.Now()
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return procCPU{err: err, at: at}
+	}
+	// The command name is in parentheses and may hold anything: fields are counted after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return procCPU{err: fmt.Errorf("/proc/%s/stat: unexpected format", pid), at: at}
+	}
+	f := strings.Fields(s[i+1:])
+	// After the name: state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15).
+	if len(f) < 13 {
+		return procCPU{err: fmt.Errorf("/proc/%s/stat: too few fields", pid), at: at}
+	}
+	var ticks int64
+	for _, x := range f[11:13] {
+		var v int64
+		if _, err := fmt.Sscan(x, &v); err != nil {
+			return procCPU{err: fmt.Errorf("/proc/%s/stat: %v", pid, err), at: at}
+		}
+		ticks += v
+	}
+	return procCPU{cpu: time.Duration(ticks) * time.Second / clockTicks, at: at}
+}
+
+// cpus is the server's (when its pid is known) and the bench's own CPU time at one moment.
+type cpus struct{ server, self procCPU }
+
+func readCPUs(serverPID int) cpus {
+	c := cpus{self: readProcCPU("self")}
+	if serverPID > 0 {
+		c.server = readProcCPU(fmt.Sprint(serverPID))
+	}
+	return c
+}
