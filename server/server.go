@@ -129,6 +129,8 @@ type Server struct {
 	wg       sync.WaitGroup // connections
 	nconns   atomic.Int64
 	pinger   sync.WaitGroup
+
+	whip httpMedia // WHIP and WHEP sessions (whip.go)
 }
 
 // New returns a server over the registry and broker. The caller closes the registry after Shutdown.
@@ -187,6 +189,7 @@ func (s *Server) Handler(extra func(chi.Router)) http.Handler {
 	r.Get("/ws", s.serveWS)   // outside any timeout middleware: it lives as long as the connection
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Get("/readyz", s.serveReady)
+	s.mediaHTTPRoutes(r) // WHIP and WHEP, outside any timeout middleware (whip.go)
 	r.Group(func(r chi.Router) {
 		r.Use(s.requireAdmin)
 		r.Get("/metrics", s.serveMetrics)
@@ -315,6 +318,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.Close(protocol.CloseShutdown, "server shutting down")
 	}
 	s.mu.Unlock()
+	s.whip.closeAll()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	defer func() {
