@@ -414,8 +414,9 @@ func (r *Room) applyLocked(e *protocol.Event) {
 		r.members[id] = *e.Member
 		r.nodes[id] = e.Node
 		if e.Node != r.g.node {
-			// The member is another node's now: it joined there, after or instead of here.
-			if s := r.local[id]; s != nil {
+			// The member is another node's now: it joined there, after or instead of here. A session still
+			// joining may have logged its own join after this one: Join decides once it has folded it.
+			if s := r.local[id]; s != nil && !s.pending {
 				s.sink.Kick(r.name, protocol.CloseReplaced, "joined from another connection")
 				r.dropLocked(s)
 			}

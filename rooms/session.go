@@ -137,6 +137,12 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	id := s.member.Identity
+	if n, ok := r.nodes[id]; ok && n != g.node && !s.gone && r.epoch == joined.Epoch && r.applied >= joined.Offset {
+		// The member joined on another node after this join was logged: that connection replaces this one.
+		s.sink.Kick(r.name, protocol.CloseReplaced, "joined from another connection")
+		r.dropLocked(s)
+	}
 	if s.gone {
 		if !r.closed {
 			return nil, fmt.Errorf("%w: %q", ErrRetry, name) // the log restarted meanwhile
