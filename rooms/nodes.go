@@ -40,6 +40,25 @@ func memberValue(node string, m protocol.Member) []byte {
 	return b
 }
 
+// heartbeats renews this node's heartbeat every third of NodeTTL until the registry closes. It runs
+// apart from the sweeper, so that neither a sweep interval longer than that nor a sweep slowed down by
+// the broker (appends held while a Redis master is down) lets the heartbeat lapse, which would have the
+// other nodes log this node's members as left.
+func (g *Registry) heartbeats() {
+	defer g.wg.Done()
+	g.beat(context.Background(), true)
+	t := time.NewTicker(g.cfg.NodeTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+			g.beat(context.Background(), true)
+		}
+	}
+}
+
 // beat renews this node's heartbeat if a third of NodeTTL has passed since the last one (or force).
 func (g *Registry) beat(ctx context.Context, force bool) {
 	g.hb.mu.Lock()

@@ -144,16 +144,18 @@ func newNodeID() string {
 // Node returns the id this run of the node heartbeats under (Config.Node and a suffix).
 func (g *Registry) Node() string { return g.node }
 
-// NewRegistry returns a registry over the broker and starts its sweeper; Close stops it.
+// NewRegistry returns a registry over the broker and starts its sweeper and heartbeat; Close stops them.
 func NewRegistry(b broker.Broker, cfg Config) *Registry {
 	cfg.defaults()
 	g := &Registry{b: b, cfg: cfg, log: cfg.Logger, node: cfg.Node + "~" + newNodeID()[:6], rooms: map[string]*Room{}, stop: make(chan struct{})}
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go g.sweeper()
+	go g.heartbeats()
 	return g
 }
 
-// Close stops the sweeper and closes every loaded room's local sessions with the given close code.
+// Close stops the sweeper and the heartbeat and closes every loaded room's local sessions with the given
+// close code.
 func (g *Registry) Close(code int, reason string) {
 	g.mu.Lock()
 	if g.closed {
@@ -180,7 +182,6 @@ func (g *Registry) Close(code int, reason string) {
 
 func (g *Registry) sweeper() {
 	defer g.wg.Done()
-	g.beat(context.Background(), true)
 	t := time.NewTicker(g.cfg.SweepEvery)
 	defer t.Stop()
 	for {
