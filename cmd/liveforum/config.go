@@ -9,14 +9,18 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/pion/stun/v4"
+	"github.com/pion/webrtc/v4"
 
 	"github.com/liveforum/liveforum/auth"
 	"github.com/liveforum/liveforum/protocol"
+	"github.com/liveforum/liveforum/signaling"
 )
 
 // config is every setting of `liveforum serve`. Each flag has an environment twin: -max-conns is
@@ -62,12 +66,27 @@ type config struct {
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
 
+	// Media turns the SFU (audio and video, WHIP and WHEP) on.
+	Media              bool
+	ICEUDPAddr         string // the one UDP address of all media
+	ICETCPAddr         string // ICE over TCP as well, for clients whose UDP is blocked; empty: off
+	ICEInterfaces      string // comma-separated interface names candidates may use; empty: all
+	ICEIPs             string // comma-separated networks (CIDR) candidates may use; empty: any
+	ICEPublicIPs       string // comma-separated public addresses announced instead of the host's (1:1 NAT)
+	STUNServers        string // comma-separated stun: URLs handed to clients
+	TURNServers        string // comma-separated turn: or turns: URLs handed to clients, with the credentials below
+	TURNUsername       string
+	TURNCredential     string
+	MediaMaxBitrate    int // bits per second each publisher is asked to stay under
+	MediaMaxPublishers int // simultaneous publishers in a room
+
 	// derived by validate
 	keys     *auth.Keyring
 	admin    auth.AdminKey
 	origins  []string
 	devMode  bool
 	logLevel slog.Level
+	ice      signaling.ICEConfig
 }
 
 func (c *config) flags(fs *flag.FlagSet) {
@@ -103,6 +122,18 @@ func (c *config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PingInterval, "ping-interval", 25*time.Second, "time between server pings")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "how long a closing connection may take to flush its last messages")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown waits for connections to close")
+	fs.BoolVar(&c.Media, "media", true, "audio and video: the SFU, WHIP and WHEP (false: chat only)")
+	fs.StringVar(&c.ICEUDPAddr, "ice-udp-addr", ":7881", "the one UDP address all media flows through (open it in the firewall)")
+	fs.StringVar(&c.ICETCPAddr, "ice-tcp-addr", "", `also accept media over TCP here, for clients whose UDP is blocked (e.g. ":7881"); empty: off`)
+	fs.StringVar(&c.ICEInterfaces, "ice-interfaces", "", `comma-separated network interfaces media candidates may use (e.g. "eth0" or "lo"; a loopback interface adds loopback candidates); empty: all`)
+	fs.StringVar(&c.ICEIPs, "ice-ips", "", `comma-separated networks media candidates may use (e.g. "10.0.0.0/8,127.0.0.1/32"); empty: any`)
+	fs.StringVar(&c.ICEPublicIPs, "ice-public-ips", "", "comma-separated public IPs announced to clients instead of the host's own (a host behind 1:1 NAT)")
+	fs.StringVar(&c.STUNServers, "stun-servers", "", `comma-separated STUN servers handed to clients (e.g. "stun:stun.example.org:3478")`)
+	fs.StringVar(&c.TURNServers, "turn-servers", "", `comma-separated TURN servers handed to clients (e.g. "turn:turn.example.org:3478?transport=udp,turns:turn.example.org:5349"); needs -turn-username and -turn-credential`)
+	fs.StringVar(&c.TURNUsername, "turn-username", "", "username of the TURN servers")
+	fs.StringVar(&c.TURNCredential, "turn-credential", "", "password of the TURN servers")
+	fs.IntVar(&c.MediaMaxBitrate, "media-max-bitrate", 3_000_000, "bits per second each publisher is asked to stay under")
+	fs.IntVar(&c.MediaMaxPublishers, "media-max-publishers", 16, "publishers at once in a room")
 }
 
 // envName is a flag's environment twin.
@@ -196,6 +227,9 @@ func (c *config) validate() error {
 	check(c.FanoutDelay >= 0 && c.FanoutDelay <= time.Second, "fanout-delay must be 0..1s")
 	check(c.PingInterval >= time.Second, "ping-interval must be at least 1s")
 	check(c.WriteTimeout >= 3*time.Second, "write-timeout must be at least 3s (the close handshake takes up to 3s)")
+	if c.Media {
+		errs = append(errs, c.validateMedia()...)
+	}
 	return errors.Join(errs...)
 }
 
@@ -314,3 +348,154 @@ func randomNodeID() string {
 }
 
 func getenv(k string) string { return os.Getenv(k) }
+
+// validateMedia checks the media settings and derives the SFU's ICE configuration (c.ice). It runs after
+// the development mode is known.
+func (c *config) validateMedia() []error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	ice := signaling.ICEConfig{UDPAddr: c.ICEUDPAddr, TCPAddr: c.ICETCPAddr}
+	if err := checkListenAddr(c.ICEUDPAddr); err != nil {
+		fail("ice-udp-addr: %v", err)
+	}
+	if c.ICETCPAddr != "" {
+		if err := checkListenAddr(c.ICETCPAddr); err != nil {
+			fail("ice-tcp-addr: %v", err)
+		}
+	}
+	for _, name := range splitList(c.ICEInterfaces) {
+		if _, err := net.InterfaceByName(name); err != nil {
+			fail("ice-interfaces: this host has no network interface %q (it has %s)", name, interfaceNames())
+		}
+		ice.Interfaces = append(ice.Interfaces, name)
+	}
+	for _, s := range splitList(c.ICEIPs) {
+		n, err := parseNetwork(s)
+		if err != nil {
+			fail("ice-ips: %q is not a network like 10.0.0.0/8 or an address like 192.0.2.7", s)
+			continue
+		}
+		ice.IPs = append(ice.IPs, n)
+	}
+	for _, s := range splitList(c.ICEPublicIPs) {
+		if ip := net.ParseIP(s); ip == nil || ip.IsUnspecified() {
+			fail("ice-public-ips: %q is not an IP address like 203.0.113.7", s)
+			continue
+		}
+		ice.NAT1To1IPs = append(ice.NAT1To1IPs, s)
+	}
+	for _, u := range splitList(c.STUNServers) {
+		if err := checkICEURL(u, stun.SchemeTypeSTUN, stun.SchemeTypeSTUNS); err != nil {
+			fail("stun-servers: %q is not a STUN URL like stun:stun.example.org:3478 (%v)", u, err)
+			continue
+		}
+		ice.Servers = append(ice.Servers, webrtc.ICEServer{URLs: []string{u}})
+	}
+	var turn []string
+	for _, u := range splitList(c.TURNServers) {
+		if err := checkICEURL(u, stun.SchemeTypeTURN, stun.SchemeTypeTURNS); err != nil {
+			fail("turn-servers: %q is not a TURN URL like turn:turn.example.org:3478?transport=udp or turns:turn.example.org:5349 (%v)", u, err)
+			continue
+		}
+		turn = append(turn, u)
+	}
+	switch {
+	case len(turn) > 0 && (c.TURNUsername == "" || c.TURNCredential == ""):
+		fail("turn-servers need turn-username and turn-credential (LIVEFORUM_TURN_USERNAME, LIVEFORUM_TURN_CREDENTIAL)")
+	case len(turn) > 0:
+		ice.Servers = append(ice.Servers, webrtc.ICEServer{URLs: turn, Username: c.TURNUsername, Credential: c.TURNCredential})
+	case c.TURNServers == "" && (c.TURNUsername != "" || c.TURNCredential != ""):
+		fail("turn-username and turn-credential are set but turn-servers is empty")
+	}
+	if strings.ContainsAny(c.TURNUsername+c.TURNCredential, "\r\n") {
+		fail("turn-username and turn-credential may not contain line breaks")
+	}
+	if c.MediaMaxBitrate < 100_000 || c.MediaMaxBitrate > 100_000_000 {
+		fail("media-max-bitrate must be 100000..100000000 (bits per second)")
+	}
+	if c.MediaMaxPublishers < 1 || c.MediaMaxPublishers > 1000 {
+		fail("media-max-publishers must be 1..1000")
+	}
+	// In development mode without filters, candidates come from every interface and loopback too, so a
+	// browser or tool on the same machine connects even with no network at all.
+	if c.devMode && len(ice.Interfaces) == 0 && len(ice.IPs) == 0 {
+		if ifs, err := net.Interfaces(); err == nil {
+			for _, ifc := range ifs {
+				if ifc.Flags&net.FlagUp != 0 {
+					ice.Interfaces = append(ice.Interfaces, ifc.Name)
+				}
+			}
+		}
+	}
+	c.ice = ice
+	return errs
+}
+
+// splitList splits a comma-separated setting, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// checkListenAddr accepts host:port or :port with a port of 0..65535 (0: any free port).
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port or :port (such as :7881)", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not 0..65535", port)
+	}
+	return nil
+}
+
+// parseNetwork reads a CIDR network, or a single address as the network of just that address.
+func parseNetwork(s string) (*net.IPNet, error) {
+	if strings.Contains(s, "/") {
+		_, n, err := net.ParseCIDR(s)
+		return n, err
+	}
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return nil, fmt.Errorf("bad address %q", s)
+	}
+	bits := 128
+	if ip4 := ip.To4(); ip4 != nil {
+		ip, bits = ip4, 32
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
+}
+
+// checkICEURL parses a STUN or TURN URL and checks that it has one of the schemes. The URL also goes into
+// HTTP Link headers (WHIP), so it may not hold what would end one.
+func checkICEURL(u string, schemes ...stun.SchemeType) error {
+	if strings.ContainsAny(u, "<>\" \t\r\n") {
+		return errors.New("no spaces, quotes or angle brackets")
+	}
+	uri, err := stun.ParseURI(u)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(schemes, uri.Scheme) {
+		return fmt.Errorf("scheme %s", uri.Scheme)
+	}
+	return nil
+}
+
+// interfaceNames lists the host's network interfaces, for error messages.
+func interfaceNames() string {
+	ifs, err := net.Interfaces()
+	if err != nil || len(ifs) == 0 {
+		return "none that can be listed"
+	}
+	names := make([]string, len(ifs))
+	for i, ifc := range ifs {
+		names[i] = ifc.Name
+	}
+	return strings.Join(names, ", ")
+}

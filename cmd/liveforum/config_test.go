@@ -5,6 +5,8 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,6 +173,24 @@ func TestInvalidConfigIsExplained(t *testing.T) {
 		{"empty redis prefix", append([]string{"-redis-prefix", ""}, prod...), nil, []string{"redis-prefix"}},
 		{"node id with a space", append([]string{"-node-id", "node a"}, prod...), nil, []string{"node-id"}},
 		{"node id too long", append([]string{"-node-id", strings.Repeat("n", 65)}, prod...), nil, []string{"node-id"}},
+		{"media udp address without a port", append([]string{"-ice-udp-addr", "7881"}, prod...), nil, []string{"ice-udp-addr", "7881"}},
+		{"media tcp address with a bad port", append([]string{"-ice-tcp-addr", ":99999"}, prod...), nil, []string{"ice-tcp-addr", "99999"}},
+		{"bad cidr", append([]string{"-ice-ips", "10.0.0.0/33"}, prod...), nil, []string{"ice-ips", "10.0.0.0/33", "10.0.0.0/8"}},
+		{"bad cidr from env", prod, map[string]string{"LIVEFORUM_ICE_IPS": "127.0.0.1/8, lan"}, []string{"ice-ips", `"lan"`}},
+		{"unknown interface", append([]string{"-ice-interfaces", "lo,eth-nowhere"}, prod...), nil, []string{"ice-interfaces", "eth-nowhere", "lo"}},
+		{"bad public ip", append([]string{"-ice-public-ips", "203.0.113.7,forum.example.org"}, prod...), nil, []string{"ice-public-ips", "forum.example.org"}},
+		{"unspecified public ip", append([]string{"-ice-public-ips", "0.0.0.0"}, prod...), nil, []string{"ice-public-ips"}},
+		{"turn url as stun server", append([]string{"-stun-servers", "turn:turn.example.org"}, prod...), nil, []string{"stun-servers", "turn:turn.example.org"}},
+		{"stun server without scheme", append([]string{"-stun-servers", "stun.example.org:3478"}, prod...), nil, []string{"stun-servers"}},
+		{"turn server with a bad transport", append([]string{"-turn-servers", "turn:t.example.org?transport=sctp", "-turn-username", "u", "-turn-credential", "p"}, prod...), nil,
+			[]string{"turn-servers", "transport=sctp"}},
+		{"turn server with a quote", append([]string{"-turn-servers", `turn:t.example.org">`, "-turn-username", "u", "-turn-credential", "p"}, prod...), nil,
+			[]string{"turn-servers"}},
+		{"turn without credentials", append([]string{"-turn-servers", "turn:t.example.org:3478"}, prod...), nil, []string{"turn-username", "turn-credential"}},
+		{"turn credentials without servers", append([]string{"-turn-username", "u", "-turn-credential", "p"}, prod...), nil, []string{"turn-servers is empty"}},
+		{"tiny bitrate", append([]string{"-media-max-bitrate", "1000"}, prod...), nil, []string{"media-max-bitrate"}},
+		{"no publishers", append([]string{"-media-max-publishers", "0"}, prod...), nil, []string{"media-max-publishers"}},
+		{"media not a bool", prod, map[string]string{"LIVEFORUM_MEDIA": "sometimes"}, []string{"LIVEFORUM_MEDIA"}},
 		{"every error at once", []string{"-history-size", "5", "-log-level", "loud", "-max-conns", "0"}, nil,
 			[]string{"history-size", "log-level", "max-conns"}},
 	} {
@@ -293,5 +313,92 @@ func TestRedisClusterSettings(t *testing.T) {
 	}
 	if got := redactedRedisURL("redis://u:hunter2@h1:7000?addr=h2:7001"); strings.Contains(got, "hunter2") || !strings.Contains(got, "addr=h2:7001") {
 		t.Fatalf("redacted %q", got)
+	}
+}
+
+// Media is on by default, on UDP :7881 with no candidate filter; every media setting has its environment
+// twin, and the settings become the SFU's ICE configuration.
+func TestMediaSettings(t *testing.T) {
+	prod := []string{"-secret", testSecret, "-admin-key", testAdminKey}
+	cfg, err := parseConfig(prod, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Media || cfg.ice.UDPAddr != ":7881" || cfg.ice.TCPAddr != "" || len(cfg.ice.Interfaces) != 0 || len(cfg.ice.IPs) != 0 ||
+		len(cfg.ice.Servers) != 0 || cfg.MediaMaxBitrate != 3_000_000 || cfg.MediaMaxPublishers != 16 {
+		t.Fatalf("media defaults: %+v", cfg)
+	}
+	cfg, err = parseConfig(prod, map[string]string{
+		"LIVEFORUM_ICE_UDP_ADDR":         "127.0.0.1:0",
+		"LIVEFORUM_ICE_TCP_ADDR":         ":7882",
+		"LIVEFORUM_ICE_INTERFACES":       "lo",
+		"LIVEFORUM_ICE_IPS":              "10.0.0.0/8, 127.0.0.1,::1",
+		"LIVEFORUM_ICE_PUBLIC_IPS":       "203.0.113.7",
+		"LIVEFORUM_STUN_SERVERS":         "stun:stun.example.org:3478,stun:stun2.example.org",
+		"LIVEFORUM_TURN_SERVERS":         "turn:turn.example.org:3478?transport=udp, turns:turn.example.org:5349?transport=tcp",
+		"LIVEFORUM_TURN_USERNAME":        "forum",
+		"LIVEFORUM_TURN_CREDENTIAL":      "s3cret",
+		"LIVEFORUM_MEDIA_MAX_BITRATE":    "2500000",
+		"LIVEFORUM_MEDIA_MAX_PUBLISHERS": "4",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ice := cfg.ice
+	var nets []string
+	for _, n := range ice.IPs {
+		nets = append(nets, n.String())
+	}
+	if ice.UDPAddr != "127.0.0.1:0" || ice.TCPAddr != ":7882" || strings.Join(ice.Interfaces, ",") != "lo" ||
+		strings.Join(nets, ",") != "10.0.0.0/8,127.0.0.1/32,::1/128" || strings.Join(ice.NAT1To1IPs, ",") != "203.0.113.7" ||
+		cfg.MediaMaxBitrate != 2_500_000 || cfg.MediaMaxPublishers != 4 {
+		t.Fatalf("media from the environment: %+v", ice)
+	}
+	if len(ice.Servers) != 3 || ice.Servers[0].URLs[0] != "stun:stun.example.org:3478" || ice.Servers[1].URLs[0] != "stun:stun2.example.org" ||
+		strings.Join(ice.Servers[2].URLs, " ") != "turn:turn.example.org:3478?transport=udp turns:turn.example.org:5349?transport=tcp" ||
+		ice.Servers[2].Username != "forum" || ice.Servers[2].Credential != "s3cret" || ice.Servers[0].Username != "" {
+		t.Fatalf("ICE servers: %+v", ice.Servers)
+	}
+	// With media off its settings are not looked at.
+	cfg, err = parseConfig(append([]string{"-media=false", "-ice-ips", "nonsense"}, prod...), nil)
+	if err != nil || cfg.Media {
+		t.Fatalf("-media=false: media %v, %v", cfg.Media, err)
+	}
+	// Development mode with no filter offers every interface, loopback included, so one machine just works.
+	cfg, err = parseConfig(nil, nil)
+	if err != nil || !cfg.devMode || !slices.Contains(cfg.ice.Interfaces, "lo") {
+		t.Fatalf("dev mode interfaces %v, %v", cfg.ice.Interfaces, err)
+	}
+	cfg, err = parseConfig([]string{"-ice-ips", "192.0.2.0/24"}, nil)
+	if err != nil || len(cfg.ice.Interfaces) != 0 {
+		t.Fatalf("dev mode with -ice-ips: interfaces %v, %v", cfg.ice.Interfaces, err)
+	}
+}
+
+// serve builds the SFU and serves WHIP and WHEP with it; with -media=false they are not found.
+func TestServeMedia(t *testing.T) {
+	post := func(r *running, path string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+r.addr+path, strings.NewReader("v=0"))
+		req.Header.Set("Content-Type", "application/sdp")
+		resp, err := r.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	on := startServe(t, "-secret", testSecret, "-admin-key", testAdminKey)
+	if code := post(on, "/whip/lobby"); code != http.StatusUnauthorized {
+		t.Fatalf("WHIP without a token: %d, want 401", code)
+	}
+	off := startServe(t, "-secret", testSecret, "-admin-key", testAdminKey, "-media=false")
+	if code := post(off, "/whip/lobby"); code != http.StatusNotFound {
+		t.Fatalf("WHIP with media off: %d, want 404", code)
+	}
+	for _, r := range []*running{on, off} {
+		if err := r.stop(t); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/liveforum/liveforum/protocol"
 	"github.com/liveforum/liveforum/rooms"
 	"github.com/liveforum/liveforum/server"
+	"github.com/liveforum/liveforum/signaling"
 	"github.com/liveforum/liveforum/web"
 )
 
@@ -79,6 +80,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 	if historyOnJoin == 0 {
 		historyOnJoin = -1 // rooms.Config: 0 is "the default", negative is "none"
 	}
+	// The HTTP listener before the media sockets: an address in use fails before they are opened.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	media, err := openMedia(&cfg, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if media != nil {
+		defer func() { _ = media.Close() }() // after the server's shutdown has ended its sessions
+	}
 	reg := rooms.NewRegistry(b, rooms.Config{
 		HistoryOnJoin: historyOnJoin, MaxRecover: cfg.HistorySize, EmptyTTL: cfg.RoomEmptyTTL, LeaveGrace: cfg.LeaveGrace,
 		MaxMembers: cfg.MaxMembers, MaxChatRunes: cfg.MaxChatChars, FanoutDelay: cfg.FanoutDelay, Logger: log,
@@ -86,19 +100,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 	})
 	srv, err := server.New(server.Config{
 		Keys: cfg.keys, AdminKey: cfg.admin, AllowedOrigins: cfg.origins, DevMode: cfg.devMode,
-		AutoCreate: cfg.AutoCreate, PublicURL: cfg.PublicURL,
+		AutoCreate: cfg.AutoCreate, PublicURL: cfg.PublicURL, Media: media,
 		MaxMessageBytes: int64(cfg.MaxMessageBytes), MaxQueueBytes: cfg.MaxQueueBytes, MaxConns: cfg.MaxConns,
 		MaxRoomsPerConn: cfg.MaxRoomsPerConn, ChatRate: cfg.ChatRate, ChatBurst: cfg.ChatBurst,
 		MsgRate: cfg.MsgRate, MsgBurst: cfg.MsgBurst, PingInterval: cfg.PingInterval,
 		PongWait: cfg.PingInterval / 2, WriteTimeout: cfg.WriteTimeout, Version: version, Logger: log,
 	}, reg, b)
 	if err != nil {
-		reg.Close(1001, "")
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		_ = srv.Shutdown(ctx)
+		_ = ln.Close()
 		reg.Close(1001, "")
 		return err
 	}
@@ -115,7 +124,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 	log.Info("liveforum listening", "addr", ln.Addr().String(), "version", version, "dev", cfg.devMode,
 		"broker", brokerKind(&cfg), "node", cfg.NodeID)
 	if cfg.devMode {
-		devBanner(ctx, stdout, srv, reg, &cfg, base)
+		devBanner(ctx, stdout, srv, reg, &cfg, base, media)
 	}
 	if ready != nil {
 		ready <- ln.Addr().String()
@@ -138,6 +147,32 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 		log.Warn("connections still open at shutdown timeout", "err", err)
 	}
 	return nil
+}
+
+// openMedia opens the SFU's sockets, or returns nil with -media=false.
+func openMedia(cfg *config, log *slog.Logger) (*signaling.Engine, error) {
+	if !cfg.Media {
+		log.Info("media off: no audio or video, no WHIP or WHEP")
+		return nil, nil
+	}
+	e, err := signaling.New(signaling.Config{ICE: cfg.ice, MaxBitrate: cfg.MediaMaxBitrate,
+		MaxPublishersPerRoom: cfg.MediaMaxPublishers, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("media: %w (set -ice-udp-addr, or -media=false for chat only)", err)
+	}
+	attrs := []any{"udp", e.UDPAddr().String()}
+	if a := e.TCPAddr(); a != nil {
+		attrs = append(attrs, "tcp", a.String())
+	}
+	if len(cfg.ice.NAT1To1IPs) > 0 {
+		attrs = append(attrs, "public_ips", strings.Join(cfg.ice.NAT1To1IPs, ","))
+	}
+	if len(cfg.ice.Interfaces) > 0 {
+		attrs = append(attrs, "interfaces", strings.Join(cfg.ice.Interfaces, ","))
+	}
+	attrs = append(attrs, "ice_servers", len(cfg.ice.Servers))
+	log.Info("media listening", attrs...)
+	return e, nil
 }
 
 // redisConnectTimeout bounds the first connection to Redis at startup.
@@ -177,9 +212,12 @@ func brokerKind(cfg *config) string {
 }
 
 // devBanner creates the default room and prints what a first-time user needs.
-func devBanner(ctx context.Context, w io.Writer, srv *server.Server, reg *rooms.Registry, cfg *config, base string) {
+func devBanner(ctx context.Context, w io.Writer, srv *server.Server, reg *rooms.Registry, cfg *config, base string, media *signaling.Engine) {
 	fmt.Fprintf(w, "\nliveforum is running in development mode (no LIVEFORUM_SECRET): keys are made up for this run.\n")
 	fmt.Fprintf(w, "  websocket: %s/ws   admin key: %s\n", strings.Replace(base, "http", "ws", 1), cfg.AdminKey)
+	if media != nil {
+		fmt.Fprintf(w, "  media: UDP %s   WHIP: %s/whip/<room>   WHEP: %s/whep/<room>\n", media.UDPAddr(), base, base)
+	}
 	if cfg.DefaultRoom != "" {
 		_, err := reg.Create(ctx, rooms.Settings{Name: cfg.DefaultRoom, Title: "Lobby", Guests: true, Listed: true, EmptyTTL: 24 * time.Hour})
 		if err != nil && !errors.Is(err, rooms.ErrExists) {

@@ -139,7 +139,7 @@ type node struct {
 var nodeArgs = []string{
 	"-secret", testSecret, "-admin-key", testAdminKey, "-leave-grace", "1s", "-node-ttl", "3s", "-log-level", "info",
 	"-chat-rate", "1000", "-chat-burst", "1000", "-msg-rate", "1000", "-msg-burst", "1000",
-	"-shutdown-timeout", "5s",
+	"-shutdown-timeout", "5s", "-ice-udp-addr", "127.0.0.1:0", // media on a free port: many nodes run at once
 }
 
 var listeningRE = regexp.MustCompile(`msg="liveforum listening" addr=(\S+)`)

@@ -142,7 +142,7 @@ func startServe(t *testing.T, args ...string) *running {
 		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}}
 	ready := make(chan string, 1)
 	go func() {
-		r.done <- serve(ctx, append([]string{"-addr", "127.0.0.1:0", "-log-level", "warn"}, args...), r.stdout, r.stderr, ready)
+		r.done <- serve(ctx, append([]string{"-addr", "127.0.0.1:0", "-ice-udp-addr", "127.0.0.1:0", "-log-level", "warn"}, args...), r.stdout, r.stderr, ready)
 	}()
 	t.Cleanup(func() {
 		cancel()
