@@ -382,6 +382,10 @@ func (g *Registry) remove(ctx context.Context, r *Room, mode int, reason ...stri
 		s.sink.Kick(r.name, protocol.CloseRoomClosed, "room closed")
 	}
 	r.clearSessionsLocked()
+	for _, w := range r.waiters { // unsubscribed below: what they wait for will not be folded here
+		close(w.done)
+	}
+	r.waiters = nil
 	r.mu.Unlock()
 	g.mu.Unlock()
 	// The room stays in g.rooms until its log and record are gone, so that a join meanwhile waits for
