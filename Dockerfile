@@ -11,7 +11,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/liveforum /out/liveforum-bench /usr/local/bin/
 USER nonroot:nonroot
-EXPOSE 8080
+EXPOSE 8080 7881/udp
 ENV LIVEFORUM_ADDR=:8080
 ENTRYPOINT ["/usr/local/bin/liveforum"]
 CMD ["serve"]
