@@ -47,6 +47,9 @@ type Options struct {
 	// the call (the read buffer is reused): copy what you keep. Load tools and bots use it to save a
 	// channel hand-off and an allocation per event.
 	OnEvent func(Event)
+	// OnMedia, when set, receives the server's media signalling (media.offer: protocol.MediaSDP) for a room,
+	// from the client's read goroutine; data is only valid during the call. Answer with Send.
+	OnMedia func(room, typ string, data json.RawMessage)
 	// Logger receives the client's logs (default: discard).
 	Logger *slog.Logger
 }
@@ -669,6 +672,10 @@ func (c *Client) dispatch(ws *websocket.Conn, msg []byte, now time.Time) error {
 		c.mu.Unlock()
 		if was {
 			return c.deliver(Event{Room: m.Room, Left: &left, Received: now})
+		}
+	case protocol.TypeMediaOffer:
+		if c.opts.OnMedia != nil {
+			c.opts.OnMedia(m.Room, m.Type, m.Data)
 		}
 	case protocol.TypePing:
 		c.wmu.Lock()
