@@ -117,9 +117,15 @@ type testPublisher struct {
 
 func publish(t *testing.T, r *Room, identity string, mark byte) *testPublisher {
 	t.Helper()
+	return publishCodec(t, r, identity, mark, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000})
+}
+
+// publishCodec publishes with the given video codec (the payloads stay VP8-shaped: the SFU does not decode).
+func publishCodec(t *testing.T, r *Room, identity string, mark byte, video webrtc.RTPCodecCapability) *testPublisher {
+	t.Helper()
 	tp := &testPublisher{pc: newClientPC(t), mark: mark, stop: make(chan struct{})}
 	var err error
-	tp.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", identity)
+	tp.video, err = webrtc.NewTrackLocalStaticRTP(video, "cam", identity)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -168,6 +168,32 @@ func TestStageFollowsTheNewestSpeaker(t *testing.T) {
 	}
 }
 
+// A WHEP viewer of a speaker sending H.264 (as OBS does) gets H.264 when it offers it.
+func TestStageCarriesTheSpeakersCodec(t *testing.T) {
+	e := newTestEngine(t, nil)
+	r, _ := e.Room("plaza")
+	publishCodec(t, r, "obs", 'h', webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"})
+	eventually(t, "the H.264 track is on stage", func() bool { return len(r.tracks()) == 2 })
+	ts := newTestSubscriber(t)
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := ts.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	s, answer, err := r.SubscribeStage(ctx, "viewer", offerOf(t, ts.pc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := ts.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the speaker's H.264 video reaches the viewer", func() bool { return ts.lastMark("video") == 'h' })
+}
+
 // Offers that are not SDP, that carry no media or too many tracks are refused with their own errors.
 func TestBadOffers(t *testing.T) {
 	e := newTestEngine(t, func(c *Config) { c.MaxTracksPerPublisher = 1 })

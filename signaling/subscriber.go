@@ -99,10 +99,11 @@ func (r *Room) SubscribeStage(ctx context.Context, identity, offer string) (*Sub
 		_ = s.pc.Close()
 		return nil, "", fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
+	offered := offerCodecs(offer)
 	for _, k := range kinds {
 		c := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
 		if k == webrtc.RTPCodecTypeVideo {
-			c = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+			c = r.stageVideoCodec(offered)
 		}
 		local, err := webrtc.NewTrackLocalStaticRTP(c, "stage-"+k.String(), "stage")
 		if err != nil {
@@ -141,6 +142,47 @@ func (r *Room) SubscribeStage(ctx context.Context, identity, offer string) (*Sub
 	r.mu.Unlock()
 	s.refreshStage()
 	return s, s.pc.LocalDescription().SDP, nil
+}
+
+// offerCodecs returns the codec names ("VP8", "H264", "OPUS") of an offer's video and audio sections.
+func offerCodecs(offer string) map[string]bool {
+	var sd sdp.SessionDescription
+	out := map[string]bool{}
+	if sd.UnmarshalString(offer) != nil {
+		return out
+	}
+	for _, m := range sd.MediaDescriptions {
+		for _, a := range m.Attributes {
+			if a.Key != "rtpmap" {
+				continue
+			}
+			// "96 VP8/90000"
+			if _, rest, ok := strings.Cut(a.Value, " "); ok {
+				name, _, _ := strings.Cut(rest, "/")
+				out[m.MediaName.Media+"/"+strings.ToUpper(name)] = true
+			}
+		}
+	}
+	return out
+}
+
+// stageVideoCodec picks the stage's video codec for a WHEP viewer: the current speaker's codec when the
+// viewer offered it (an encoder such as OBS may send H.264), else VP8. The stage then follows only
+// speakers sending that codec.
+func (r *Room) stageVideoCodec(offered map[string]bool) webrtc.RTPCodecCapability {
+	var best *upTrack
+	for _, u := range r.tracks() {
+		if u.kind() == webrtc.RTPCodecTypeVideo && (best == nil || u.pub.started.After(best.pub.started)) {
+			best = u
+		}
+	}
+	if best != nil {
+		c := best.codec()
+		if _, name, ok := strings.Cut(c.MimeType, "/"); ok && offered["video/"+strings.ToUpper(name)] {
+			return c
+		}
+	}
+	return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
 }
 
 // offerKinds returns the kinds of media a (WHEP) offer asks for: at most one audio and one video.
