@@ -507,16 +507,29 @@ func (g *Registry) loadRoom(ctx context.Context, r *Room, create *Settings) erro
 		return err
 	}
 	// The members as of a position, then the events after it: those delivered meanwhile wait in r.early.
-	top, state, err := g.b.State(ctx, r.name)
-	var h broker.History
-	if err == nil { // the recent chat of a room whose log already exists (loaded again, or on another node)
-		h, err = g.b.History(ctx, r.name, broker.HistoryOptions{Limit: max(g.cfg.HistoryOnJoin, 1), Match: isChat})
+	var (
+		top   broker.Position
+		state map[string][]byte
+		h     broker.History
+	)
+	for try := 0; ; try++ {
+		top, state, err = g.b.State(ctx, r.name)
+		if err == nil { // the recent chat of a room whose log already exists (loaded again, or on another node)
+			h, err = g.b.History(ctx, r.name, broker.HistoryOptions{Limit: max(g.cfg.HistoryOnJoin, 1), Match: isChat})
+		}
+		if err != nil {
+			_ = g.b.Unsubscribe(ctx, r.name)
+			return err
+		}
+		r.mu.Lock()
+		// Events are delivered in log order, so an event of another epoch delivered last is from a log
+		// that replaced the one read (or from the one it replaced, if the subscription started before
+		// that): read the state again, and whichever epoch it has then is the newest.
+		if n := len(r.early); n == 0 || r.early[n-1].epoch == top.Epoch || try == 2 {
+			break
+		}
+		r.mu.Unlock()
 	}
-	if err != nil {
-		_ = g.b.Unsubscribe(ctx, r.name)
-		return err
-	}
-	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.epoch, r.applied = top.Epoch, top.Offset
 	for k, v := range state {
