@@ -404,13 +404,44 @@ func readProcCPU(pid string) procCPU {
 	return procCPU{cpu: time.Duration(ticks) * time.Second / clockTicks, at: at}
 }
 
-// cpus is the server's (when its pid is known) and the bench's own CPU time at one moment.
-type cpus struct{ server, self procCPU }
+// cpus is the server's (when its pid is known), the bench's own and each core's CPU time at one moment.
+type cpus struct {
+	server, self procCPU
+	cores        []coreCPU // from /proc/stat; nil where unreadable
+}
 
 func readCPUs(serverPID int) cpus {
-	c := cpus{self: readProcCPU("self")}
+	c := cpus{self: readProcCPU("self"), cores: readCoreCPU()}
 	if serverPID > 0 {
 		c.server = readProcCPU(fmt.Sprint(serverPID))
 	}
 	return c
+}
+
+// coreCPU is one core's busy and total time from /proc/stat, in clock ticks. Busy counts user, nice,
+// system, irq, softirq and steal: softirq matters here, as the kernel's loopback delivery of a packet runs
+// on the sender's core and is not charged to any process.
+type coreCPU struct{ busy, total int64 }
+
+func readCoreCPU() []coreCPU {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil
+	}
+	var out []coreCPU
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 9 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		var v [8]int64 // user nice system idle iowait irq softirq steal
+		for i := range v {
+			if _, err := fmt.Sscan(f[i+1], &v[i]); err != nil {
+				return nil
+			}
+		}
+		busy := v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+		out = append(out, coreCPU{busy: busy, total: busy + v[3] + v[4]})
+	}
+	return out
 }

@@ -64,6 +64,11 @@ type mediaResult struct {
 	BenchCores        float64  `json:"bench_cores"`
 	BenchProcs        int      `json:"bench_procs"` // GOMAXPROCS: the cores the bench may use
 	BenchSaturated    bool     `json:"bench_saturated"`
+	// CoreBusy is each core's busy fraction over the window (softirq included), whatever ran on it.
+	CoreBusy []float64 `json:"core_busy,omitempty"`
+	// OtherCores is the machine's busy time not charged to the server or the bench (other processes, and
+	// softirq the kernel ran outside them); more than a few hundredths means something disturbed the run.
+	OtherCores *float64 `json:"other_cores,omitempty"`
 
 	N          int     `json:"n"`
 	VideoKbps  int     `json:"video_kbps"`
@@ -91,6 +96,16 @@ func (r *mediaResult) setCPU(a, b cpus, serverPID int, warn io.Writer) {
 			r.BenchSaturated = r.BenchCores >= 0.85*float64(r.BenchProcs)
 		}
 	}
+	if len(a.cores) == len(b.cores) {
+		for i := range a.cores {
+			busy, total := b.cores[i].busy-a.cores[i].busy, b.cores[i].total-a.cores[i].total
+			if total <= 0 {
+				r.CoreBusy = nil
+				break
+			}
+			r.CoreBusy = append(r.CoreBusy, round(float64(busy)/float64(total), 3))
+		}
+	}
 	if serverPID == 0 {
 		return
 	}
@@ -105,6 +120,14 @@ func (r *mediaResult) setCPU(a, b cpus, serverPID int, warn io.Writer) {
 		if r.N > 0 {
 			p := round(c*100/float64(r.N), 3)
 			r.ServerCoresPer100 = &p
+		}
+		if len(r.CoreBusy) > 0 {
+			o := -c - r.BenchCores
+			for _, x := range r.CoreBusy {
+				o += x
+			}
+			o = round(max(o, 0), 3)
+			r.OtherCores = &o
 		}
 	}
 }
@@ -257,6 +280,20 @@ func (r *mediaResult) printHuman(w io.Writer) {
 		fmt.Fprint(w, ": SATURATED, the bench itself may be what loses or delays packets")
 	}
 	fmt.Fprintln(w)
+	if len(r.CoreBusy) > 0 {
+		fmt.Fprint(w, "  cores busy  ")
+		for i, c := range r.CoreBusy {
+			fmt.Fprintf(w, " cpu%d %.0f %%", i, 100*c)
+		}
+		fmt.Fprint(w, " (everything on the machine, softirq included)")
+		if r.OtherCores != nil {
+			fmt.Fprintf(w, "; %.3f cores neither server nor bench", *r.OtherCores)
+			if *r.OtherCores > 0.15 {
+				fmt.Fprint(w, ": something else ran, the figures are disturbed")
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	if r.ok() {
 		fmt.Fprintln(w, "  checks       ok")
 	} else {
