@@ -121,6 +121,15 @@ type Broker interface {
 	// Alive reports which of the nodes have a heartbeat that has not expired.
 	Alive(ctx context.Context, nodes []string) (map[string]bool, error)
 
+	// Lease makes holder the holder of the named lease for ttl if nobody holds it, renews it if holder
+	// holds it already, and returns whoever holds it after the call.
+	Lease(ctx context.Context, name, holder string, ttl time.Duration) (string, error)
+	// Tell sends a volatile message to a node's inbox: at most once, not logged, lost if the node is not
+	// listening.
+	Tell(ctx context.Context, node string, msg []byte) error
+	// Inbox starts delivering this node's inbox to h, one message at a time, until Close.
+	Inbox(ctx context.Context, node string, h func(msg []byte)) error
+
 	// Close releases the broker's resources; further calls return ErrClosed.
 	Close() error
 }

@@ -46,6 +46,8 @@ func runContract(t *testing.T, newBroker func(t *testing.T) Broker) {
 		{"StateAfterRemoveLog", testStateAfterRemoveLog},
 		{"ConcurrentAppendIf", testConcurrentAppendIf},
 		{"Heartbeats", testHeartbeats},
+		{"Leases", testLeases},
+		{"Inbox", testInbox},
 		{"Close", testClose},
 	}
 	for _, tt := range tests {
@@ -796,5 +798,65 @@ func testHeartbeats(t *testing.T, b Broker) {
 			t.Fatalf("%s's heartbeat of 50ms never expired", c)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// testLeases: the first holder keeps the lease while it renews it; another gets it once it lapses.
+func testLeases(t *testing.T, b Broker) {
+	name := uniqueName(t, "lease")
+	lease := func(holder string, ttl time.Duration) string {
+		t.Helper()
+		h, err := b.Lease(t.Context(), name, holder, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if h := lease("a", 300*time.Millisecond); h != "a" {
+		t.Fatalf("first lease: holder %q, want a", h)
+	}
+	if h := lease("b", time.Minute); h != "a" {
+		t.Fatalf("lease held by a: %q, want a", h)
+	}
+	for range 3 { // a renews: the lease outlives its first TTL
+		time.Sleep(150 * time.Millisecond)
+		if h := lease("a", 300*time.Millisecond); h != "a" {
+			t.Fatalf("renewal: holder %q, want a", h)
+		}
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for lease("b", time.Minute) != "b" {
+		if time.Now().After(deadline) {
+			t.Fatal("b never got the lease after a stopped renewing")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// testInbox: a message told to a node reaches its inbox handler; another node's does not.
+func testInbox(t *testing.T, b Broker) {
+	node, other := uniqueName(t, "node"), uniqueName(t, "other")
+	got := make(chan string, 4)
+	if err := b.Inbox(t.Context(), node, func(m []byte) { got <- string(m) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Tell(t.Context(), other, []byte("not for you")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Tell(t.Context(), node, []byte("hello|binary\x00")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m != "hello|binary\x00" {
+			t.Fatalf("inbox got %q", m)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the told message never arrived")
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("inbox got another message %q", m)
+	case <-time.After(100 * time.Millisecond):
 	}
 }

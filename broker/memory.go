@@ -24,11 +24,13 @@ type MemoryOptions struct {
 type Memory struct {
 	size int
 
-	mu     sync.Mutex
-	logs   map[string]*memLog
-	rooms  map[string][]byte
-	nodes  map[string]time.Time // node -> when its heartbeat expires
-	closed bool
+	mu      sync.Mutex
+	logs    map[string]*memLog
+	rooms   map[string][]byte
+	nodes   map[string]time.Time // node -> when its heartbeat expires
+	leases  map[string]memLease
+	inboxes map[string]*memInbox
+	closed  bool
 }
 
 type memLog struct {
@@ -303,5 +305,67 @@ func (m *Memory) Close() error {
 	m.closed = true
 	m.logs = nil
 	m.rooms = nil
+	return nil
+}
+
+// memLease is a lease of the Memory broker.
+type memLease struct {
+	holder string
+	until  time.Time
+}
+
+// Lease implements Broker.
+func (m *Memory) Lease(ctx context.Context, name, holder string, ttl time.Duration) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return "", ErrClosed
+	}
+	if m.leases == nil {
+		m.leases = map[string]memLease{}
+	}
+	now := time.Now()
+	l, ok := m.leases[name]
+	if !ok || !now.Before(l.until) || l.holder == holder {
+		l = memLease{holder: holder, until: now.Add(ttl)}
+		m.leases[name] = l
+	}
+	return l.holder, nil
+}
+
+// Tell implements Broker: the inbox's handler is called on the telling goroutine.
+func (m *Memory) Tell(ctx context.Context, node string, msg []byte) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	h := m.inboxes[node]
+	m.mu.Unlock()
+	if h != nil {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.fn(bytes.Clone(msg))
+	}
+	return nil
+}
+
+// memInbox is a node's inbox handler, called one message at a time.
+type memInbox struct {
+	mu sync.Mutex
+	fn func([]byte)
+}
+
+// Inbox implements Broker.
+func (m *Memory) Inbox(ctx context.Context, node string, h func(msg []byte)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if m.inboxes == nil {
+		m.inboxes = map[string]*memInbox{}
+	}
+	m.inboxes[node] = &memInbox{fn: h}
 	return nil
 }

@@ -79,6 +79,7 @@ type Redis struct {
 
 	client  redis.UniversalClient // a *redis.Client, or the *redis.ClusterClient below
 	cluster *redis.ClusterClient  // nil unless on a Redis Cluster
+	inboxes []*redis.PubSub       // this node's inbox subscriptions (Inbox); guarded by mu
 	publish string                // the command the append script publishes with: PUBLISH or SPUBLISH
 	ps      *redis.PubSub         // not on a cluster: the node's one pub/sub connection
 	in      chan shardMsg         // on a cluster: what the rooms' pub/sub connections receive
@@ -676,6 +677,8 @@ func (b *Redis) Close() error {
 	b.closed = true
 	subs := b.subs
 	b.subs = nil
+	inboxes := b.inboxes
+	b.inboxes = nil
 	var roomPS []*redis.PubSub
 	for _, st := range subs {
 		if st.ps != nil {
@@ -695,6 +698,9 @@ func (b *Redis) Close() error {
 	}
 	for _, ps := range roomPS {
 		_ = ps.Close() // closes the channel its forwarder ranges over
+	}
+	for _, ps := range inboxes {
+		_ = ps.Close() // closes the channel its reader ranges over
 	}
 	b.wg.Wait()
 	if err := errors.Join(psErr, b.client.Close()); err != nil {
