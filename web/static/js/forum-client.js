@@ -16,6 +16,12 @@
 //                                                      closed (4006), or a rejoin refused (code 0, reason = error code)
 //   "closed"   {code, reason, error}                   the client ended for good (final close code, refused
 //                                                      credentials, or close()); it will not reconnect
+//   "media.offer" {room, sdp, subscription}            the server's offer for the room's stage (after
+//                                                      mediaSubscribe): answer it with mediaAnswer. subscription
+//                                                      says which mediaSubscribe it follows (the number in that
+//                                                      call's reply): an offer of an earlier one is stale
+//   "notice"   {room, code, message}                   an error the server sent without a request id (e.g. a
+//                                                      media subscription that failed after its reply)
 
 /** Close codes after which the client does not reconnect (protocol.CloseReconnect). */
 const FINAL_CLOSE = new Set([1000, 1009, 4000, 4001, 4004, 4005, 4006, 4009]);
@@ -101,6 +107,7 @@ export class ForumClient extends EventTarget {
     this._nextID = 1; // 1 is the auth request's
     this._pending = new Map(); // id -> {resolve, reject, join, timer}
     this._rooms = new Map(); // room -> {epoch, offset, presence}
+    this._mediaSubs = new Map(); // room -> number of media.subscribe replies so far (tags media.offer)
     this._closed = false;
     this._backoff = this.opts.minBackoff;
     this._retryTimer = 0;
@@ -176,6 +183,42 @@ export class ForumClient extends EventTarget {
     const data = { identity };
     if (reason) data.reason = reason;
     return this._request('remove', room, data);
+  }
+
+  // --- media signalling (docs/protocol.md §3.7a); the peer connections are the caller's ---
+
+  /**
+   * mediaSubscribe asks for the room's stage; it resolves with {ice_servers, subscription}, then
+   * "media.offer"s follow, each tagged with that subscription number.
+   */
+  mediaSubscribe(room) {
+    return this._request('media.subscribe', room, null);
+  }
+
+  /** mediaAnswer answers the last "media.offer" of the room. */
+  mediaAnswer(room, sdp) {
+    return this._request('media.answer', room, { sdp });
+  }
+
+  /** mediaUnsubscribe ends the room's stage subscription. */
+  mediaUnsubscribe(room) {
+    return this._request('media.unsubscribe', room, null);
+  }
+
+  /** mediaPublish sends an offer of the tracks to publish and resolves with the server's answer (an SDP string). */
+  async mediaPublish(room, sdp) {
+    const reply = await this._request('media.publish', room, { sdp });
+    return reply.sdp;
+  }
+
+  /** mediaUnpublish ends the member's publishing in the room. */
+  mediaUnpublish(room) {
+    return this._request('media.unpublish', room, null);
+  }
+
+  /** mediaMute stops (muted) or resumes a publisher's audio or video at the server (moderators). */
+  mediaMute(room, identity, kind, muted) {
+    return this._request('media.mute', room, { identity, kind, muted });
   }
 
   /** send sends a request of any type and resolves with its reply's data. */
@@ -429,7 +472,7 @@ export class ForumClient extends EventTarget {
         this._pending.delete(id);
         reject(new ForumError('timeout', `no answer to ${type} in time`));
       }, this.opts.requestTimeout);
-      this._pending.set(id, { resolve, reject, join, timer });
+      this._pending.set(id, { resolve, reject, join, timer, type, room });
       const msg = { type, id };
       if (room) msg.room = room;
       if (data) msg.data = data;
@@ -483,10 +526,23 @@ export class ForumClient extends EventTarget {
       case 'ping':
         this._write(ws, { type: 'pong' });
         return;
+      case 'media.offer': {
+        const d = m.data || {};
+        if (typeof d.sdp === 'string' && this._rooms.has(m.room)) {
+          this._emit('media.offer', { room: m.room, sdp: d.sdp, subscription: this._mediaSubs.get(m.room) || 0 });
+        }
+        return;
+      }
       case 'reply':
       case 'error': {
         const p = this._pending.get(m.id);
-        if (!p) return;
+        if (!p) {
+          if (m.type === 'error' && !m.id) {
+            const d = m.data || {};
+            this._emit('notice', { room: m.room || '', code: d.code || 'internal', message: d.message || '' });
+          }
+          return;
+        }
         this._pending.delete(m.id);
         clearTimeout(p.timer);
         if (m.type === 'error') {
@@ -494,8 +550,14 @@ export class ForumClient extends EventTarget {
           p.reject(new ForumError(d.code || 'internal', d.message));
           return;
         }
-        const data = m.data || {};
+        let data = m.data || {};
         if (p.join) this._joined(p.join, data);
+        if (p.type === 'media.subscribe') {
+          // Counted as it arrives, before the offers behind it in the same frame are dispatched.
+          const n = (this._mediaSubs.get(p.room) || 0) + 1;
+          this._mediaSubs.set(p.room, n);
+          data = { ...data, subscription: n };
+        }
         p.resolve(data);
         return;
       }
