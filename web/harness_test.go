@@ -38,6 +38,7 @@ import (
 	"github.com/liveforum/liveforum/protocol"
 	"github.com/liveforum/liveforum/rooms"
 	"github.com/liveforum/liveforum/server"
+	"github.com/liveforum/liveforum/signaling"
 	"github.com/liveforum/liveforum/web"
 )
 
@@ -188,15 +189,17 @@ func (s *syncBuffer) String() string {
 
 // ---- the server ----
 
-// forum is a liveforum server in development mode, wired as cmd/liveforum wires it, with the web app.
+// forum is a liveforum server in development mode, wired as cmd/liveforum wires it, with the web app and
+// media (an SFU whose ICE is limited to loopback, on a port of its own).
 type forum struct {
-	t    *testing.T
-	URL  string
-	srv  *server.Server
-	reg  *rooms.Registry
-	b    broker.Broker
-	keys *auth.Keyring
-	ln   *trackingListener
+	t     *testing.T
+	URL   string
+	srv   *server.Server
+	reg   *rooms.Registry
+	b     broker.Broker
+	keys  *auth.Keyring
+	media *signaling.Engine
+	ln    *trackingListener
 
 	mu      sync.Mutex
 	wsAddrs map[string][]string // page name → remote addresses of its websocket connections
@@ -212,6 +215,17 @@ func newForum(t *testing.T) *forum {
 // newForumOn is newForum on a given broker, which it closes when the test ends.
 func newForumOn(t *testing.T, b broker.Broker) *forum {
 	t.Helper()
+	return startForum(t, b, true)
+}
+
+// newForumWithoutMedia is newForum with media off (no SFU), as a server run without it.
+func newForumWithoutMedia(t *testing.T) *forum {
+	t.Helper()
+	return startForum(t, broker.NewMemory(broker.MemoryOptions{HistorySize: 10000}), false)
+}
+
+func startForum(t *testing.T, b broker.Broker, withMedia bool) *forum {
+	t.Helper()
 	keys, err := auth.NewKeyring(auth.GenerateKey())
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +238,20 @@ func newForumOn(t *testing.T, b broker.Broker) *forum {
 	if testing.Verbose() && os.Getenv("LIVEFORUM_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	var media *signaling.Engine
+	if withMedia {
+		media, err = signaling.New(signaling.Config{
+			ICE: signaling.ICEConfig{
+				UDPAddr:    "127.0.0.1:0",
+				Interfaces: []string{"lo"},
+				IPs:        []*net.IPNet{{IP: net.IPv4(127, 0, 0, 0), Mask: net.CIDRMask(8, 32)}},
+			},
+			Logger: log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	reg := rooms.NewRegistry(b, rooms.Config{
 		HistoryOnJoin: 100, EmptyTTL: 10 * time.Minute, LeaveGrace: 5 * time.Second,
 		MaxMembers: 10000, MaxChatRunes: 2000, FanoutDelay: 10 * time.Millisecond, Logger: log,
@@ -233,13 +261,16 @@ func newForumOn(t *testing.T, b broker.Broker) *forum {
 		MaxMessageBytes: 64 << 10, MaxQueueBytes: 1 << 20, MaxConns: 50000, MaxRoomsPerConn: 4,
 		ChatRate: 1, ChatBurst: 5, MsgRate: 20, MsgBurst: 60,
 		PingInterval: 25 * time.Second, PongWait: 25 * time.Second / 2, WriteTimeout: 10 * time.Second,
-		Version: "test", Logger: log,
+		Version: "test", Logger: log, Media: media,
 	}, reg, b)
 	if err != nil {
 		reg.Close(protocol.CloseShutdown, "")
+		if media != nil {
+			_ = media.Close()
+		}
 		t.Fatal(err)
 	}
-	f := &forum{t: t, srv: srv, reg: reg, b: b, keys: keys,
+	f := &forum{t: t, srv: srv, reg: reg, b: b, keys: keys, media: media,
 		wsAddrs: map[string][]string{}, blocked: map[string]bool{}}
 	app := web.Routes(web.Options{DevMode: true, Version: "test", PublicRooms: server.PublicRooms(reg)})
 	hs := httptest.NewUnstartedServer(f.watchWS(srv.Handler(app)))
@@ -255,6 +286,11 @@ func newForumOn(t *testing.T, b broker.Broker) *forum {
 			t.Errorf("server shutdown: %v", err)
 		}
 		reg.Close(protocol.CloseShutdown, "")
+		if media != nil {
+			if err := media.Close(); err != nil {
+				t.Errorf("media engine close: %v", err)
+			}
+		}
 		hs.Close()
 		b.Close()
 	})
@@ -621,7 +657,7 @@ func eval[T any](p *page, expr string) T {
 	return v
 }
 
-// waitFor polls a JavaScript condition until it is true, and fails the test with what it waited for and
+// waitFor polls a JavaScript condition (an expression, which may use await) until it is true, and fails the test with what it waited for and
 // the value of explain (a JavaScript expression describing the current state) if it is not within d.
 // chromedp.Poll is not used: it builds its predicate with new Function, which the app's CSP forbids.
 func (p *page) waitFor(what, cond, explain string, d time.Duration) {
@@ -630,7 +666,7 @@ func (p *page) waitFor(what, cond, explain string, d time.Duration) {
 	var lastErr error
 	for {
 		ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(`+cond+`)`, chromedp.EvalAwaitPromise))
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(async () => !!(`+cond+`))()`, chromedp.EvalAwaitPromise))
 		cancel()
 		if err == nil && ok {
 			return
@@ -651,7 +687,7 @@ func (p *page) waitFor(what, cond, explain string, d time.Duration) {
 	state := ""
 	if explain != "" {
 		ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](explain))
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](explain, chromedp.EvalAwaitPromise))
 		cancel()
 		if err == nil {
 			state = "; state: " + abbreviate(string(v))
