@@ -12,6 +12,8 @@ import { createJoin, remembered } from './join.js';
 import { createChat } from './chat.js';
 import { createPeople } from './people.js';
 import { createStage } from './stage.js';
+import { createPublish } from './publish.js';
+import { StageMedia } from './media.js';
 import { createConnection } from './connection.js';
 import { createMenu } from './menu.js';
 
@@ -43,6 +45,7 @@ const app = {
 };
 
 const store = new RoomStore();
+const media = new StageMedia();
 let ui; // the panels, once the page is set up
 
 // --- storage of this tab's session token, per room ---
@@ -91,6 +94,7 @@ function setTitle(title) {
 
 function showJoin(error = '') {
   stopClient();
+  media.stop();
   ui.conn.set('closed');
   ui.conn.quiet();
   show('join-view');
@@ -100,6 +104,7 @@ function showJoin(error = '') {
 /** ended shows why the reader is out of the forum: kind is a close code or a word (left, gone, …). */
 function ended(kind) {
   stopClient();
+  media.stop();
   ui.conn.set('closed');
   ui.conn.quiet();
   const known = { 4004: 'removed', 4005: 'replaced', 4006: 'roomClosed', 4009: 'expired', not_found: 'roomClosed' };
@@ -118,6 +123,7 @@ function ended(kind) {
 function stopClient() {
   const c = app.client;
   app.client = null;
+  media.detach();
   if (c) {
     c.close();
     ui.conn.set('closed');
@@ -191,6 +197,7 @@ async function enter(creds, { retry = false } = {}) {
   const wasInForum = document.body.dataset.view === 'forum';
   show('forum-view');
   if (!wasInForum) ui.chat.focus();
+  media.start(client, app.room, store.self);
   flushOutbox();
 }
 
@@ -228,6 +235,7 @@ function wire(client) {
     store.recovered(d.reply);
     app.recovering = false;
     ui.conn.set('connected');
+    media.start(client, app.room, store.self); // the new connection has no media on the server yet
     ui.conn.say(app.missed ? 'banner.recovered' : 'banner.recoveredNone', { count: app.missed }, 'ok', { for: 5000 });
     flushOutbox();
   }));
@@ -237,6 +245,7 @@ function wire(client) {
     ui.conn.set('connected');
     store.load(d.reply);
     setTitle(d.reply.room && d.reply.room.title);
+    media.start(client, app.room, store.self);
     ui.conn.say('banner.reset', {}, 'info', { for: 10000 });
     flushOutbox();
   }));
@@ -421,7 +430,8 @@ async function main() {
     chat: createChat(document.getElementById('panel-chat'), store, send),
     stage: null,
   };
-  ui.stage = createStage(document.getElementById('panel-stage'), store, () => ui.conn.state);
+  ui.stage = createStage(document.getElementById('panel-stage'), store, () => ui.conn.state, media);
+  createPublish(document.querySelector('.publish'), store, media);
   createPeople(document.getElementById('panel-people'), store, tabCount);
   i18n.onChange(() => {
     ui.menu.sync();
@@ -492,6 +502,7 @@ globalThis.liveforum = {
     return app.client;
   },
   store,
+  media,
   i18n,
 };
 
