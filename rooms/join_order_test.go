@@ -95,3 +95,43 @@ func TestLaterJoinElsewhereReplacesAJoiningSession(t *testing.T) {
 		t.Errorf("%d local sessions and %d members, want none here and ana elsewhere", st.Local, st.Members)
 	}
 }
+
+// A join whose session is taken out of the room while it waits for its own join to be folded (here by
+// an older removal of the same member, folded late) fails; but its join is logged, so the member must
+// not stay in the room as this node's without a connection: its leave is logged.
+func TestJoinTakenOutMeanwhileLeavesNoGhost(t *testing.T) {
+	clk := &clock{now: time.Date(2030, 5, 1, 9, 0, 0, 0, time.UTC)}
+	b := &interleavingBroker{Memory: broker.NewMemory(broker.MemoryOptions{})}
+	reg := NewRegistry(b, Config{Now: clk.Now, SweepEvery: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	defer b.Close()
+	defer reg.Close(protocol.CloseShutdown, "")
+	ctx := context.Background()
+	if _, err := reg.Create(ctx, Settings{Name: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	b.before = func() { // ana, in the room on another node, is removed there just before she joins here
+		foreignJoin(t, b.Memory, "r", "ana", "other~1")
+		m, by := person("ana", "participant").Member, person("mod", "moderator").Member
+		data, err := protocol.Encode(protocol.Event{Kind: protocol.KindMemberRemoved, Time: 1, Member: &m, By: &by})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := b.Memory.AppendIf(ctx, "r", data, broker.Update{Key: memberKey("ana"), Cond: broker.IfPresent}); err != nil || !ok {
+			t.Fatalf("removal: ok %v err %v", ok, err)
+		}
+	}
+	s, err := reg.Join(ctx, person("ana", "participant"), "r", JoinParams{ID: 1, Presence: true}, &memSink{})
+	if err == nil {
+		return // kept: nothing left behind
+	}
+	t.Logf("join: %v", err)
+	clk.Advance(time.Hour)
+	reg.Sweep(ctx)
+	_, state, err := b.State(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held, ok := state[memberKey("ana")]; ok && s == nil {
+		t.Fatalf("ana's join failed but she stays in the room: %s", held)
+	}
+}

@@ -145,7 +145,12 @@ func (g *Registry) Join(ctx context.Context, a Actor, name string, p JoinParams,
 	}
 	if s.gone {
 		if !r.closed {
-			return nil, fmt.Errorf("%w: %q", ErrRetry, name) // the log restarted meanwhile
+			// Taken out of the room meanwhile (the log restarted, the member was replaced or removed). If the
+			// room still has the member as this node's with no connection here, its join (logged) needs a leave.
+			if _, due := r.leaving[id]; !due && r.local[id] == nil && r.nodes[id] == g.node {
+				r.leaving[id] = g.cfg.Now().Add(g.cfg.LeaveGrace)
+			}
+			return nil, fmt.Errorf("%w: %q", ErrRetry, name)
 		}
 		return nil, fmt.Errorf("%w: %q", ErrClosed, name)
 	}
