@@ -20,6 +20,7 @@ import (
 // queue frames with Send, which never blocks.
 type conn struct {
 	s   *Server
+	id  uint64 // unique on this node (media relay)
 	ws  *websocket.Conn
 	log *slog.Logger
 

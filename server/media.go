@@ -13,7 +13,8 @@ import (
 
 // Media signalling over the websocket: a member joined to a room subscribes to its stage (the server makes
 // the offers and renegotiates when the stage changes) and, if its role allows, publishes (it offers). The
-// media itself flows between the browser and this node's SFU.
+// media itself flows between the browser and the SFU of the room's media node: the node holding the
+// room's media lease. A member connected to another node has its requests relayed there (relay.go).
 
 var (
 	errNoMedia   = errors.New("server: media is off on this server")
@@ -22,10 +23,30 @@ var (
 	errNoStage   = errors.New("server: not subscribed to the room's media")
 )
 
-// connMedia is a connection's media in one room. Read loop only.
+// connMedia is a member's media in one room on the media node, or (holder set) where it is relayed to.
 type connMedia struct {
-	pub *signaling.Publisher
-	sub *signaling.Subscriber
+	pub    *signaling.Publisher
+	sub    *signaling.Subscriber
+	holder string // the media node, when it is another node
+}
+
+func (m *connMedia) close() {
+	if m.pub != nil {
+		m.pub.Close()
+	}
+	if m.sub != nil {
+		m.sub.Close()
+	}
+}
+
+// mediaPeer is whom a media request comes from: a connection of this node, or a member connected to
+// another node whose requests are relayed here.
+type mediaPeer interface {
+	member() (identity string, role auth.Role)
+	media(room string) *connMedia // created if missing
+	reply(id uint64, room string, v any)
+	fail(id uint64, room string, err error)
+	offer(room, sdp string) // a server-made offer for the peer's stage
 }
 
 // mayPublish reports which media a role may publish: speakers and moderators audio and video,
@@ -40,33 +61,69 @@ func mayPublish(r auth.Role) (audio, video bool) {
 	return false, false
 }
 
-// handleMedia runs a media.* request of a member joined to the room.
+// localPeer is a connection of this node as a mediaPeer. Read loop only.
+type localPeer struct{ c *conn }
+
+func (p localPeer) member() (string, auth.Role) { return p.c.who.member.Identity, p.c.who.role }
+func (p localPeer) media(room string) *connMedia {
+	if p.c.media == nil {
+		p.c.media = map[string]*connMedia{}
+	}
+	m := p.c.media[room]
+	if m == nil {
+		m = &connMedia{}
+		p.c.media[room] = m
+	}
+	return m
+}
+func (p localPeer) reply(id uint64, room string, v any)    { p.c.reply(id, room, v) }
+func (p localPeer) fail(id uint64, room string, err error) { p.c.fail(id, room, err) }
+func (p localPeer) offer(room, sdp string) {
+	p.c.Send(protocol.Marshal(protocol.TypeMediaOffer, 0, room, protocol.MediaSDP{SDP: sdp}))
+}
+
+// handleMedia runs a media.* request of a member joined to the room: here if this node is the room's
+// media node, else relayed to it.
 func (c *conn) handleMedia(ctx context.Context, env protocol.Envelope) {
-	if err := c.media1(ctx, env); err != nil {
+	err := func() error {
+		if c.s.cfg.Media == nil {
+			return errNoMedia
+		}
+		if _, err := c.session(env); err != nil {
+			return err
+		}
+		holder, err := c.s.relay.holder(ctx, env.Room)
+		if err != nil {
+			return err
+		}
+		m := localPeer{c}.media(env.Room)
+		if holder != c.s.relay.node {
+			if m.pub != nil || m.sub != nil { // the media node changed: what was here is over
+				m.close()
+				m.pub, m.sub = nil, nil
+			}
+			m.holder = holder
+			return c.s.relay.forward(ctx, c, holder, env)
+		}
+		if m.holder != "" {
+			c.s.relay.closeRemote(c, env.Room, m.holder)
+			m.holder = ""
+		}
+		return c.s.mediaRequest(ctx, localPeer{c}, env)
+	}()
+	if err != nil {
 		c.fail(env.ID, env.Room, err)
 	}
 }
 
-func (c *conn) media1(ctx context.Context, env protocol.Envelope) error {
-	if c.s.cfg.Media == nil {
-		return errNoMedia
-	}
-	if _, err := c.session(env); err != nil {
-		return err
-	}
-	room, err := c.s.cfg.Media.Room(env.Room)
+// mediaRequest runs a media.* request on this node's SFU, for a local or relayed peer.
+func (s *Server) mediaRequest(ctx context.Context, p mediaPeer, env protocol.Envelope) error {
+	room, err := s.cfg.Media.Room(env.Room)
 	if err != nil {
 		return err
 	}
-	if c.media == nil {
-		c.media = map[string]*connMedia{}
-	}
-	m := c.media[env.Room]
-	if m == nil {
-		m = &connMedia{}
-		c.media[env.Room] = m
-	}
-	id := c.who.member.Identity
+	m := p.media(env.Room)
+	id, role := p.member()
 	switch env.Type {
 	case protocol.TypeMediaSubscribe:
 		if m.sub != nil {
@@ -74,12 +131,10 @@ func (c *conn) media1(ctx context.Context, env protocol.Envelope) error {
 		}
 		name := env.Room
 		// The reply goes first: the client learns the ICE servers before the first offer arrives.
-		c.reply(env.ID, env.Room, protocol.MediaConfig{ICEServers: iceServers(c.s.cfg.Media)})
-		m.sub, err = room.Subscribe(id, func(sdp string) {
-			c.Send(protocol.Marshal(protocol.TypeMediaOffer, 0, name, protocol.MediaSDP{SDP: sdp}))
-		})
+		p.reply(env.ID, env.Room, protocol.MediaConfig{ICEServers: iceServers(s.cfg.Media)})
+		m.sub, err = room.Subscribe(id, func(sdp string) { p.offer(name, sdp) })
 		if err != nil {
-			c.fail(0, env.Room, err) // a notice: the reply went already
+			p.fail(0, env.Room, err) // a notice: the reply went already
 		}
 		return nil
 	case protocol.TypeMediaAnswer:
@@ -103,7 +158,7 @@ func (c *conn) media1(ctx context.Context, env protocol.Envelope) error {
 		if err := protocol.DecodeData(env.Data, &req); err != nil {
 			return err
 		}
-		audio, video := mayPublish(c.who.role)
+		audio, video := mayPublish(role)
 		if !audio {
 			return errNoPublish
 		}
@@ -119,7 +174,7 @@ func (c *conn) media1(ctx context.Context, env protocol.Envelope) error {
 			return err
 		}
 		m.pub = pub
-		c.reply(env.ID, env.Room, protocol.MediaSDP{SDP: answer})
+		p.reply(env.ID, env.Room, protocol.MediaSDP{SDP: answer})
 		return nil
 	case protocol.TypeMediaUnpublish:
 		if m.pub != nil {
@@ -131,19 +186,19 @@ func (c *conn) media1(ctx context.Context, env protocol.Envelope) error {
 		if err := protocol.DecodeData(env.Data, &req); err != nil {
 			return err
 		}
-		if !c.who.role.CanModerate() {
+		if !role.CanModerate() {
 			return fmt.Errorf("%w: only moderators mute others", errForbiddenMedia)
 		}
 		if req.Kind != "audio" && req.Kind != "video" {
 			return fmt.Errorf("%w: kind must be audio or video", protocol.ErrMalformed)
 		}
-		p := room.Publisher(req.Identity)
-		if p == nil {
+		pub := room.Publisher(req.Identity)
+		if pub == nil {
 			return fmt.Errorf("%w: %q is not publishing", signaling.ErrNotFound, req.Identity)
 		}
-		p.Mute(req.Kind, req.Muted)
+		pub.Mute(req.Kind, req.Muted)
 	}
-	c.reply(env.ID, env.Room, struct{}{})
+	p.reply(env.ID, env.Room, struct{}{})
 	return nil
 }
 
@@ -159,17 +214,15 @@ func iceServers(e *signaling.Engine) []protocol.ICEServer {
 	return out
 }
 
-// closeMedia ends the connection's media in a room (it left, or was taken out).
+// closeMedia ends the connection's media in a room (it left, or was taken out). Read loop only.
 func (c *conn) closeMedia(room string) {
 	m := c.media[room]
 	if m == nil {
 		return
 	}
-	if m.pub != nil {
-		m.pub.Close()
-	}
-	if m.sub != nil {
-		m.sub.Close()
+	m.close()
+	if m.holder != "" {
+		c.s.relay.closeRemote(c, room, m.holder)
 	}
 	delete(c.media, room)
 }

@@ -130,7 +130,9 @@ type Server struct {
 	nconns   atomic.Int64
 	pinger   sync.WaitGroup
 
-	whip httpMedia // WHIP and WHEP sessions (whip.go)
+	whip    httpMedia // WHIP and WHEP sessions (whip.go)
+	relay   *relay    // media across nodes (relay.go); nil when media is off
+	connIDs atomic.Uint64
 }
 
 // New returns a server over the registry and broker. The caller closes the registry after Shutdown.
@@ -146,6 +148,13 @@ func New(cfg Config, reg *rooms.Registry, b broker.Broker) (*Server, error) {
 		ReadBufferSize:   1024,
 		WriteBufferPool:  &sync.Pool{},
 		CheckOrigin:      s.checkOrigin,
+	}
+	if cfg.Media != nil {
+		s.relay = newRelay(s, reg.Node())
+		if err := s.relay.start(); err != nil {
+			s.cancel()
+			return nil, err
+		}
 	}
 	s.pinger.Add(1)
 	go s.pingLoop()
@@ -247,7 +256,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader answered with an HTTP error
 	}
-	c := &conn{s: s, ws: ws, log: s.log.With("conn", remoteAddr(r)),
+	c := &conn{s: s, id: s.connIDs.Add(1), ws: ws, log: s.log.With("conn", remoteAddr(r)),
 		wake: make(chan struct{}, 1), readDone: make(chan struct{}), writeDone: make(chan struct{}),
 		sessions: map[string]*rooms.Session{},
 		msgRate:  rate.NewLimiter(rate.Limit(s.cfg.MsgRate), s.cfg.MsgBurst),
@@ -273,6 +282,9 @@ func (c *conn) serve() {
 	c.Close(code, reason)
 	for room := range c.media {
 		c.closeMedia(room)
+	}
+	if c.s.relay != nil {
+		c.s.relay.forget(c)
 	}
 	for _, sess := range c.sessions {
 		sess.Leave(context.Background(), left)

@@ -265,3 +265,11 @@ func (e *Engine) closeSockets() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Active reports whether the room has publishers or subscribers on this engine.
+func (e *Engine) Active(room string) bool {
+	e.mu.Lock()
+	r := e.rooms[room]
+	e.mu.Unlock()
+	return r != nil && !r.empty()
+}

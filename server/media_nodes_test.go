@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/liveforum/liveforum/auth"
+	"github.com/liveforum/liveforum/broker"
+	"github.com/liveforum/liveforum/client"
+	"github.com/liveforum/liveforum/internal/redistest"
+	"github.com/liveforum/liveforum/protocol"
+	"github.com/liveforum/liveforum/rooms"
+	"github.com/liveforum/liveforum/signaling"
+)
+
+// mediaNode is a server with its own SFU and Redis broker, sharing keys with the test's other nodes.
+func mediaNode(t *testing.T, rs *redistest.Server, keys *auth.Keyring) (*testServer, *signaling.Engine) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := broker.NewRedis(ctx, broker.RedisOptions{URL: rs.URL(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	_, lo, _ := net.ParseCIDR("127.0.0.0/8")
+	e, err := signaling.New(signaling.Config{ICE: signaling.ICEConfig{UDPAddr: "127.0.0.1:0", Interfaces: []string{"lo"},
+		IPs: []*net.IPNet{lo}}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	ts := newTestServerOn(t, b, func(c *Config, _ *rooms.Config) {
+		c.Media = e
+		if keys != nil {
+			c.Keys = keys
+		}
+	})
+	if keys != nil {
+		ts.keys = keys
+	}
+	return ts, e
+}
+
+// With Redis and two nodes, a speaker connected to node A and a viewer connected to node B see and hear
+// each other through the room's media node; a moderator on B mutes the speaker there.
+func TestMediaAcrossNodes(t *testing.T) {
+	rs := redistest.Start(t)
+	a, ea := mediaNode(t, rs, nil)
+	b, eb := mediaNode(t, rs, a.keys)
+	const room = "plenario"
+
+	speaker := a.dial(client.Options{Token: a.token(room, "sp", "Speaker", auth.RoleSpeaker)})
+	join(t, speaker, room)
+	enc := newWHIPEncoder(t, true, true, 's')
+	reply, err := mediaRequest(t, speaker, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, enc.pc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer protocol.MediaSDP
+	if err := json.Unmarshal(reply, &answer); err != nil {
+		t.Fatal(err)
+	}
+	enc.answer(t, answer.SDP)
+
+	viewer := newStageViewer(t, b, room, "vi", auth.RoleParticipant)
+	if _, err := mediaRequest(t, viewer.c, protocol.TypeMediaSubscribe, room, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the viewer on node B receives the speaker's video and audio from node A", func() bool {
+		return viewer.count("video") > 20 && viewer.count("audio") > 20 && viewer.mark("video") == 's'
+	})
+	if !ea.Active(room) || eb.Active(room) {
+		t.Fatalf("the room's media is active on A: %v, on B: %v; want A only", ea.Active(room), eb.Active(room))
+	}
+
+	// A speaker connected to B publishes too, through A: the viewer gets a second speaker.
+	other := b.dial(client.Options{Token: b.token(room, "sp2", "Second speaker", auth.RoleSpeaker)})
+	join(t, other, room)
+	enc2 := newWHIPEncoder(t, true, true, 't')
+	reply, err = mediaRequest(t, other, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, enc2.pc)})
+	if err != nil {
+		t.Fatalf("publishing from node B: %v", err)
+	}
+	if err := json.Unmarshal(reply, &answer); err != nil {
+		t.Fatal(err)
+	}
+	enc2.answer(t, answer.SDP)
+	r, _ := ea.Room(room)
+	waitUntil(t, "both speakers publish on node A", func() bool { return len(r.Publishers()) == 2 })
+
+	// A moderator on B mutes the first speaker's audio, on A.
+	mod := b.dial(client.Options{Token: b.token(room, "mo", "Moderator", auth.RoleModerator)})
+	join(t, mod, room)
+	if _, err := mediaRequest(t, mod, protocol.TypeMediaMute, room, protocol.MediaMute{Identity: "sp", Kind: "audio", Muted: true}); err != nil {
+		t.Fatalf("muting across nodes: %v", err)
+	}
+	_, err = mediaRequest(t, viewer.c, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, newWHIPEncoder(t, true, false, 'x').pc)})
+	wantCode(t, err, protocol.CodeForbidden, "a participant on node B publishes")
+}
