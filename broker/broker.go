@@ -106,6 +106,10 @@ type Broker interface {
 	Unsubscribe(ctx context.Context, room string) error
 	// RemoveLog deletes the room's log; the next Append starts a new epoch.
 	RemoveLog(ctx context.Context, room string) error
+	// RemoveLogIf deletes the room's log, like RemoveLog, only if nothing was appended since at and its
+	// state is empty (or if the log holds no event at all); ok reports whether the log is gone. The check
+	// and the removal are one atomic step, so an empty room is never deleted under a join on another node.
+	RemoveLogIf(ctx context.Context, room string, at Position) (ok bool, err error)
 
 	// SaveRoom stores a room record, replacing any earlier one.
 	SaveRoom(ctx context.Context, name string, record []byte) error

@@ -44,6 +44,7 @@ func runContract(t *testing.T, newBroker func(t *testing.T) Broker) {
 		{"RoomRecords", testRoomRecords},
 		{"AppendIfState", testAppendIfState},
 		{"StateAfterRemoveLog", testStateAfterRemoveLog},
+		{"RemoveLogIf", testRemoveLogIf},
 		{"ConcurrentAppendIf", testConcurrentAppendIf},
 		{"Heartbeats", testHeartbeats},
 		{"Leases", testLeases},
@@ -729,6 +730,56 @@ func testStateAfterRemoveLog(t *testing.T, b Broker) {
 	if p := mustAppend(t, b, room, "y"); p.Epoch != pos.Epoch || p.Offset != 1 {
 		t.Fatalf("Append after State of the new log: %+v, want offset 1 of %q", p, pos.Epoch)
 	}
+}
+
+// testRemoveLogIf: a conditional removal deletes the log only if nothing was appended since the position
+// it is given and the state is empty, or if the log holds nothing at all.
+func testRemoveLogIf(t *testing.T, b Broker) {
+	room := uniqueName(t, "room")
+	s := newSink(8)
+	mustSubscribe(t, b, room, s.handle)
+	if ok, err := b.RemoveLogIf(t.Context(), room, Position{Epoch: "no-such-epoch"}); err != nil || !ok {
+		t.Fatalf("RemoveLogIf of a room without a log: %v %v, want true", ok, err)
+	}
+	if _, ok, err := b.AppendIf(t.Context(), room, []byte("join"), Update{Key: "m", Value: []byte("a")}); err != nil || !ok {
+		t.Fatalf("AppendIf: %v %v", ok, err)
+	}
+	if _, ok, err := b.AppendIf(t.Context(), room, []byte("leave"), Update{Key: "m", Cond: IfPresent}); err != nil || !ok {
+		t.Fatalf("AppendIf: %v %v", ok, err)
+	}
+	at, st := mustState(t, b, room)
+	if st != "" || at.Offset != 2 {
+		t.Fatalf("state %q at %+v, want empty at offset 2", st, at)
+	}
+	// Someone joins after the position was read: the log stays.
+	if _, ok, err := b.AppendIf(t.Context(), room, []byte("join again"), Update{Key: "m", Value: []byte("b")}); err != nil || !ok {
+		t.Fatalf("AppendIf: %v %v", ok, err)
+	}
+	if ok, err := b.RemoveLogIf(t.Context(), room, at); err != nil || ok {
+		t.Fatalf("RemoveLogIf after an append: %v %v, want false", ok, err)
+	}
+	// Still someone in the state, at the current position: the log stays.
+	at, st = mustState(t, b, room)
+	if ok, err := b.RemoveLogIf(t.Context(), room, at); err != nil || ok {
+		t.Fatalf("RemoveLogIf with state %q: %v %v, want false", st, ok, err)
+	}
+	if h, err := b.History(t.Context(), room, HistoryOptions{}); err != nil || len(h.Events) != 3 || h.Top != at {
+		t.Fatalf("log after refused removals: %d events at %+v, want 3 at %+v", len(h.Events), h.Top, at)
+	}
+	if _, ok, err := b.AppendIf(t.Context(), room, []byte("leave again"), Update{Key: "m", Cond: IfPresent}); err != nil || !ok {
+		t.Fatalf("AppendIf: %v %v", ok, err)
+	}
+	at, _ = mustState(t, b, room)
+	if ok, err := b.RemoveLogIf(t.Context(), room, at); err != nil || !ok {
+		t.Fatalf("RemoveLogIf of an unchanged log with an empty state: %v %v, want true", ok, err)
+	}
+	if pos, _ := mustState(t, b, room); pos.Epoch == at.Epoch || pos.Offset != 0 {
+		t.Fatalf("after RemoveLogIf the log is at %+v, want offset 0 of a new epoch", pos)
+	}
+	for range 4 {
+		s.next(t) // the four appends, and nothing more
+	}
+	s.nothingQueued(t)
 }
 
 // testConcurrentAppendIf: of many nodes racing to log the same conditional change, exactly one does.

@@ -40,6 +40,7 @@ type memLog struct {
 	ring    []Event // ring[(offset-1) % len(ring)]
 	state   map[string][]byte
 	handler Handler
+	removed bool // replaced by a new log (RemoveLog): an append that got this one must look again
 }
 
 // NewMemory returns an empty in-memory broker.
@@ -79,11 +80,18 @@ func (m *Memory) Append(ctx context.Context, room string, data []byte) (Position
 
 // AppendIf implements Broker.
 func (m *Memory) AppendIf(ctx context.Context, room string, data []byte, u Update) (Position, bool, error) {
-	l, err := m.log(room, true)
-	if err != nil {
-		return Position{}, false, err
+	var l *memLog
+	for {
+		var err error
+		if l, err = m.log(room, true); err != nil {
+			return Position{}, false, err
+		}
+		l.mu.Lock()
+		if !l.removed {
+			break
+		}
+		l.mu.Unlock()
 	}
-	l.mu.Lock()
 	defer l.mu.Unlock()
 	if u.Key != "" {
 		cur, present := l.state[u.Key]
@@ -238,14 +246,40 @@ func (m *Memory) RemoveLog(ctx context.Context, room string) error {
 	}
 	if l := m.logs[room]; l != nil {
 		l.mu.Lock()
-		h := l.handler
+		m.removeLocked(room, l)
 		l.mu.Unlock()
-		delete(m.logs, room)
-		if h != nil {
-			m.logs[room] = &memLog{epoch: newEpoch(), handler: h, state: map[string][]byte{}}
-		}
 	}
 	return nil
+}
+
+// removeLocked replaces the room's log l with a new one if a handler is subscribed, else forgets it. m.mu
+// and l.mu are held.
+func (m *Memory) removeLocked(room string, l *memLog) {
+	l.removed = true
+	delete(m.logs, room)
+	if l.handler != nil {
+		m.logs[room] = &memLog{epoch: newEpoch(), handler: l.handler, state: map[string][]byte{}}
+	}
+}
+
+// RemoveLogIf implements Broker.
+func (m *Memory) RemoveLogIf(ctx context.Context, room string, at Position) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false, ErrClosed
+	}
+	l := m.logs[room]
+	if l == nil {
+		return true, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.state) > 0 || l.top != 0 && (l.epoch != at.Epoch || l.top != at.Offset) {
+		return false, nil
+	}
+	m.removeLocked(room, l)
+	return true, nil
 }
 
 // SaveRoom implements Broker.

@@ -613,6 +613,32 @@ func (b *Redis) RemoveLog(ctx context.Context, room string) error {
 	return nil
 }
 
+// removeIfScript deletes a room's log when nothing was appended since a position and its state is empty,
+// or when it holds no event. KEYS: meta, log, state. ARGV: epoch, offset. Returns 1 if the log is gone.
+var removeIfScript = redis.NewScript(`
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local top = redis.call('HGET', KEYS[1], 'top')
+if redis.call('EXISTS', KEYS[3]) == 1 or (epoch and top ~= '0' and (epoch ~= ARGV[1] or top ~= ARGV[2])) then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1
+`)
+
+// RemoveLogIf implements Broker.
+func (b *Redis) RemoveLogIf(ctx context.Context, room string, at Position) (bool, error) {
+	if err := b.checkOpen(); err != nil {
+		return false, err
+	}
+	logKey, metaKey, _ := b.keys(room)
+	n, err := removeIfScript.Run(ctx, b.client, []string{metaKey, logKey, b.stateKey(room)},
+		at.Epoch, strconv.FormatUint(at.Offset, 10)).Int()
+	if err != nil {
+		return false, redisErr(fmt.Sprintf("remove log of %q", room), err)
+	}
+	return n == 1, nil
+}
+
 // SaveRoom implements Broker.
 func (b *Redis) SaveRoom(ctx context.Context, name string, record []byte) error {
 	if err := b.checkOpen(); err != nil {

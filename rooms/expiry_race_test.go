@@ -74,3 +74,38 @@ func TestJoinDuringExpiryKeepsAWorkingRoom(t *testing.T) {
 		t.Errorf("the room has a member but no record: %v", err)
 	}
 }
+
+// joinOnUnsubscribe is the memory broker where, when this node unsubscribes a room (an expiry, after
+// it has checked the broker's state), another node's member joins that room.
+type joinOnUnsubscribe struct {
+	*broker.Memory
+	t    *testing.T
+	once sync.Once
+}
+
+func (b *joinOnUnsubscribe) Unsubscribe(ctx context.Context, room string) error {
+	b.once.Do(func() { foreignJoin(b.t, b.Memory, room, "bo", "other~1") })
+	return b.Memory.Unsubscribe(ctx, room)
+}
+
+// An expiry deletes the room only if nobody joined it anywhere since it checked the broker's state: a
+// join on another node landing in between must keep the room's log and record.
+func TestExpiryKeepsARoomJoinedElsewhereMeanwhile(t *testing.T) {
+	clk := &clock{now: time.Now()}
+	b := &joinOnUnsubscribe{Memory: broker.NewMemory(broker.MemoryOptions{}), t: t}
+	reg := NewRegistry(b, Config{Now: clk.Now, SweepEvery: time.Hour, EmptyTTL: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	defer b.Close()
+	defer reg.Close(protocol.CloseShutdown, "")
+	ctx := context.Background()
+	if _, err := reg.Create(ctx, Settings{Name: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	reg.Sweep(ctx)
+	if _, err := b.LoadRoom(ctx, "r"); err != nil {
+		t.Errorf("the room's record was deleted under a member who joined on another node: %v", err)
+	}
+	if _, state, err := b.State(ctx, "r"); err != nil || len(state) != 1 {
+		t.Errorf("the room's state after the expiry: %d members (%v), want bo", len(state), err)
+	}
+}

@@ -330,6 +330,7 @@ const (
 // room is still empty, an unload if it still has no local session.
 func (g *Registry) remove(ctx context.Context, r *Room, mode int, reason ...string) error {
 	announce := mode == removeClose
+	var checked broker.Position // for an expiry: the log's position when it was found empty
 	if mode == removeExpired {
 		// Another node may have logged a join this node has not folded yet: the broker has the last word.
 		r.mu.Lock()
@@ -342,6 +343,7 @@ func (g *Registry) remove(ctx context.Context, r *Room, mode int, reason ...stri
 		if len(state) > 0 || top.Offset > applied {
 			return nil
 		}
+		checked = top
 	}
 	if announce {
 		why := ""
@@ -391,8 +393,18 @@ func (g *Registry) remove(ctx context.Context, r *Room, mode int, reason ...stri
 	// The room stays in g.rooms until its log and record are gone, so that a join meanwhile waits for
 	// the clean-up instead of loading the record and subscribing just before they are deleted.
 	err := g.b.Unsubscribe(ctx, r.name)
-	if mode != removeUnload {
+	switch mode {
+	case removeClose:
 		err = errors.Join(err, g.b.RemoveLog(ctx, r.name), g.b.DeleteRoom(ctx, r.name))
+	case removeExpired:
+		// Only if nobody joined anywhere since the check: then this node has merely forgotten the room.
+		gone, rerr := g.b.RemoveLogIf(ctx, r.name, checked)
+		err = errors.Join(err, rerr)
+		if gone {
+			err = errors.Join(err, g.b.DeleteRoom(ctx, r.name))
+		} else if rerr == nil {
+			mode = removeUnload
+		}
 	}
 	g.mu.Lock()
 	if g.rooms[r.name] == r {
