@@ -233,9 +233,12 @@ export function createStage(root, store, connState, media) {
       if (d.active !== active) d.active = active;
       if (tile.mod) {
         const m = media.muted.get(id) || { audio: false, video: false };
+        const sp = media.speakers.get(id);
         for (const b of tile.mod.querySelectorAll('button')) {
-          const pressed = String(b.dataset.testid === 'tile-mute-audio' ? m.audio : m.video);
+          const audio = b.dataset.testid === 'tile-mute-audio';
+          const pressed = String(audio ? m.audio : m.video);
           if (b.getAttribute('aria-pressed') !== pressed) b.setAttribute('aria-pressed', pressed);
+          b.hidden = !sp || !(audio ? sp.audio : sp.camera || sp.screen); // nothing of that kind to stop
         }
       }
     }
