@@ -33,6 +33,7 @@ const (
 	TypeMediaPublish     = "media.publish"     // speakers: an offer (MediaSDP) of what to send; the reply is the answer
 	TypeMediaUnpublish   = "media.unpublish"   // stop sending
 	TypeMediaMute        = "media.mute"        // moderators: stop or resume a member's audio or video at the server
+	TypeMediaQuality     = "media.quality"     // cap the simulcast layer received of a stage track (a small tile)
 )
 
 // Server-to-client message types.
@@ -157,6 +158,12 @@ type ICEServer struct {
 	URLs       []string `json:"urls"`
 	Username   string   `json:"username,omitempty"`
 	Credential string   `json:"credential,omitempty"`
+}
+
+// MediaQuality is the payload of media.quality.
+type MediaQuality struct {
+	Track   string `json:"track"`   // the track's id, as the stage's peer connection shows it
+	Quality string `json:"quality"` // "low", "medium" or "high"
 }
 
 // MediaMute is the payload of media.mute.

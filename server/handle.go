@@ -70,7 +70,7 @@ func (c *conn) handle(ctx context.Context, env protocol.Envelope) (int, string) 
 	case protocol.TypeChat:
 		c.handleChat(ctx, env)
 	case protocol.TypeMediaSubscribe, protocol.TypeMediaAnswer, protocol.TypeMediaUnsubscribe,
-		protocol.TypeMediaPublish, protocol.TypeMediaUnpublish, protocol.TypeMediaMute:
+		protocol.TypeMediaPublish, protocol.TypeMediaUnpublish, protocol.TypeMediaMute, protocol.TypeMediaQuality:
 		c.handleMedia(ctx, env)
 	case protocol.TypeRemove:
 		var req protocol.RemoveRequest

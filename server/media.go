@@ -148,6 +148,21 @@ func (s *Server) mediaRequest(ctx context.Context, p mediaPeer, env protocol.Env
 		if err := m.sub.Answer(req.SDP); err != nil {
 			return err
 		}
+	case protocol.TypeMediaQuality:
+		var req protocol.MediaQuality
+		if err := protocol.DecodeData(env.Data, &req); err != nil {
+			return err
+		}
+		q, ok := signaling.ParseQuality(req.Quality)
+		if !ok {
+			return fmt.Errorf("%w: quality must be low, medium or high", protocol.ErrMalformed)
+		}
+		if m.sub == nil {
+			return errNoStage
+		}
+		if !m.sub.SetQuality(req.Track, q) {
+			return fmt.Errorf("%w: no track %q on the stage", signaling.ErrNotFound, req.Track)
+		}
 	case protocol.TypeMediaUnsubscribe:
 		if m.sub != nil {
 			m.sub.Close()

@@ -160,6 +160,11 @@ func New(cfg Config) (*Engine, error) {
 		e.closeSockets()
 		return nil, err
 	}
+	// Simulcast: publishers' layers arrive as one track per rid.
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		e.closeSockets()
+		return nil, err
+	}
 	e.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	return e, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -55,6 +56,9 @@ func clientAPI(t *testing.T) *webrtc.API {
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		t.Fatal(err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 		t.Fatal(err)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
@@ -318,4 +322,116 @@ func slowDown(s *Subscriber, d time.Duration) {
 		slow := writeFunc(func(p *rtp.Packet) error { time.Sleep(d); return w(p) })
 		dt.write.Store(&slow)
 	}
+}
+
+// simulcastPublisher publishes one VP8 track in three layers (rids q, h, f), each packet's payload sized
+// like its layer (200, 500, 1100 bytes) and marked with the layer's rid.
+type simulcastPublisher struct {
+	pc     *webrtc.PeerConnection
+	layers []*webrtc.TrackLocalStaticRTP
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	// pion does not write the mid and rid header extensions of the layers it sends: the test does, as a
+	// browser would
+	midID, ridID uint8
+	mid          string
+}
+
+func publishSimulcast(t *testing.T, r *Room, identity string) *simulcastPublisher {
+	t.Helper()
+	sp := &simulcastPublisher{pc: newClientPC(t), stop: make(chan struct{})}
+	var sender *webrtc.RTPSender
+	for i, rid := range []string{"q", "h", "f"} {
+		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+			"cam", identity, webrtc.WithRTPStreamID(rid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp.layers = append(sp.layers, tr)
+		if i == 0 {
+			sender, err = sp.pc.AddTrack(tr)
+		} else {
+			err = sender.AddEncoding(tr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	_, answer, err := r.Publish(ctx, identity, offerOf(t, sp.pc))
+	if err != nil {
+		t.Fatalf("publish simulcast: %v", err)
+	}
+	if err := sp.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range sender.GetParameters().HeaderExtensions {
+		switch x.URI {
+		case sdp.SDESMidURI:
+			sp.midID = uint8(x.ID)
+		case sdp.SDESRTPStreamIDURI:
+			sp.ridID = uint8(x.ID)
+		}
+	}
+	for _, tr := range sp.pc.GetTransceivers() {
+		if tr.Sender() == sender {
+			sp.mid = tr.Mid()
+		}
+	}
+	if sp.midID == 0 || sp.ridID == 0 || sp.mid == "" {
+		t.Fatalf("simulcast: no mid/rid extension negotiated (%d, %d, %q)", sp.midID, sp.ridID, sp.mid)
+	}
+	go func() { // RTCP must be read for the sender's interceptors
+		for {
+			if _, _, err := sender.ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+	sp.wg.Add(1)
+	go sp.send()
+	t.Cleanup(sp.close)
+	return sp
+}
+
+func (sp *simulcastPublisher) send() {
+	defer sp.wg.Done()
+	tick := time.NewTicker(33 * time.Millisecond)
+	defer tick.Stop()
+	sizes := []int{200, 500, 1100}
+	marks := []byte{'q', 'h', 'f'}
+	var seq uint16
+	var ts uint32
+	for frame := 0; ; frame++ {
+		select {
+		case <-sp.stop:
+			return
+		case <-tick.C:
+		}
+		seq++
+		ts += 3000
+		key := byte(0x01)
+		if frame%15 == 0 {
+			key = 0x00 // a keyframe every half second, so switches happen soon
+		}
+		for i, tr := range sp.layers {
+			payload := make([]byte, sizes[i])
+			payload[0], payload[1] = 0x10, key
+			payload[len(payload)-1] = marks[i]
+			h := rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: true}
+			_ = h.SetExtension(sp.midID, []byte(sp.mid))
+			_ = h.SetExtension(sp.ridID, []byte(tr.RID()))
+			_ = tr.WriteRTP(&rtp.Packet{Header: h, Payload: payload})
+		}
+	}
+}
+
+func (sp *simulcastPublisher) close() {
+	select {
+	case <-sp.stop:
+	default:
+		close(sp.stop)
+	}
+	sp.wg.Wait()
 }

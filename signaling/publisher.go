@@ -19,10 +19,11 @@ type Publisher struct {
 	pc       *webrtc.PeerConnection
 	started  time.Time
 
-	mu     sync.Mutex
-	ups    []*upTrack
-	closed bool
-	done   chan struct{}
+	mu      sync.Mutex
+	sources []*source
+	layers  int // upTracks received, all sources
+	closed  bool
+	done    chan struct{}
 }
 
 // Identity returns the publishing member.
@@ -31,10 +32,21 @@ func (p *Publisher) Identity() string { return p.identity }
 // Done is closed when the publisher has ended.
 func (p *Publisher) Done() <-chan struct{} { return p.done }
 
-func (p *Publisher) tracks() []*upTrack {
+func (p *Publisher) tracks() []*source {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]*upTrack(nil), p.ups...)
+	return append([]*source(nil), p.sources...)
+}
+
+// upTracks returns every layer of every source.
+func (p *Publisher) upTracks() []*upTrack {
+	var out []*upTrack
+	for _, s := range p.tracks() {
+		s.mu.Lock()
+		out = append(out, s.layers...)
+		s.mu.Unlock()
+	}
+	return out
 }
 
 // checkOffer parses a client's offer and counts the media it would send.
@@ -127,20 +139,41 @@ func (r *Room) Publish(ctx context.Context, identity, offer string) (*Publisher,
 	return p, answer, nil
 }
 
-// onTrack starts forwarding one of the publisher's tracks.
+// maxLayers bounds the simulcast layers of one track.
+const maxLayers = 3
+
+// onTrack starts forwarding one of the publisher's tracks, or one simulcast layer of it (pion calls it
+// once per rid).
 func (p *Publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	p.mu.Lock()
-	if p.closed || len(p.ups) >= p.room.e.cfg.MaxTracksPerPublisher {
+	var src *source
+	for _, s := range p.sources {
+		if s.id == p.identity+":"+remote.ID() && s.kind == remote.Kind() {
+			src = s
+		}
+	}
+	tooMany := src == nil && len(p.sources) >= p.room.e.cfg.MaxTracksPerPublisher ||
+		src != nil && (remote.RID() == "" || len(src.layers) >= maxLayers)
+	if p.closed || tooMany {
 		p.mu.Unlock()
 		_ = recv.Stop()
 		return
 	}
+	fresh := src == nil
+	if fresh {
+		src = newSource(p, remote)
+		p.sources = append(p.sources, src)
+	}
 	u := newUpTrack(p, remote, recv)
-	p.ups = append(p.ups, u)
+	u.src = src
+	src.add(u)
+	p.layers++
 	p.mu.Unlock()
 	go u.run()
 	go u.drainRTCP()
-	p.room.trackAdded(u)
+	if fresh {
+		p.room.trackAdded(src)
+	}
 }
 
 // remb asks the publisher, every two seconds, to stay under the configured bitrate.
@@ -154,7 +187,7 @@ func (p *Publisher) remb() {
 			return
 		case <-t.C:
 			var ssrcs []uint32
-			for _, u := range p.tracks() {
+			for _, u := range p.upTracks() {
 				if u.remote.Kind() == webrtc.RTPCodecTypeVideo {
 					ssrcs = append(ssrcs, uint32(u.remote.SSRC()))
 				}
@@ -170,7 +203,7 @@ func (p *Publisher) remb() {
 // Mute stops (or resumes) forwarding the publisher's tracks of a kind ("audio" or "video") at the server:
 // a moderator's mute holds whatever the member's browser does.
 func (p *Publisher) Mute(kind string, muted bool) {
-	for _, u := range p.tracks() {
+	for _, u := range p.upTracks() {
 		if strings.EqualFold(u.remote.Kind().String(), kind) {
 			u.muted.Store(muted)
 		}
@@ -185,14 +218,14 @@ func (p *Publisher) Close() {
 		return
 	}
 	p.closed = true
-	ups := p.ups
-	p.ups = nil
+	sources := p.sources
+	p.sources = nil
 	close(p.done)
 	p.mu.Unlock()
 	p.room.removePublisher(p)
-	for _, u := range ups {
-		u.end()
-		p.room.trackRemoved(u)
+	for _, s := range sources {
+		s.end()
+		p.room.trackRemoved(s)
 	}
 	_ = p.pc.Close()
 	p.room.e.log.Info("publishing ended", "room", p.room.name, "member", p.identity)

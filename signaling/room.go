@@ -57,14 +57,14 @@ func (r *Room) StopPublisher(identity string) bool {
 }
 
 // tracks returns every track on the room's stage.
-func (r *Room) tracks() []*upTrack {
+func (r *Room) tracks() []*source {
 	r.mu.Lock()
 	pubs := make([]*Publisher, 0, len(r.pubs))
 	for _, p := range r.pubs {
 		pubs = append(pubs, p)
 	}
 	r.mu.Unlock()
-	var out []*upTrack
+	var out []*source
 	for _, p := range pubs {
 		out = append(out, p.tracks()...)
 	}
@@ -82,14 +82,14 @@ func (r *Room) subscribers() []*Subscriber {
 }
 
 // trackAdded offers a new stage track to every subscriber.
-func (r *Room) trackAdded(u *upTrack) {
+func (r *Room) trackAdded(u *source) {
 	for _, s := range r.subscribers() {
 		s.trackAdded(u)
 	}
 }
 
 // trackRemoved takes an ended track away from every subscriber.
-func (r *Room) trackRemoved(u *upTrack) {
+func (r *Room) trackRemoved(u *source) {
 	for _, s := range r.subscribers() {
 		s.trackRemoved(u)
 	}

@@ -218,3 +218,49 @@ func TestBadOffers(t *testing.T) {
 		t.Errorf("stage with a broken offer: %v, want ErrBadSDP", err)
 	}
 }
+
+// A simulcast speaker: a subscriber gets the highest layer, the lowest when it asks for low quality (its
+// tile is small), and a lower one when it reports heavy loss; the sequence numbers go on across switches.
+func TestSimulcastLayers(t *testing.T) {
+	e := newTestEngine(t, nil)
+	r, _ := e.Room("plaza")
+	publishSimulcast(t, r, "ana")
+	eventually(t, "three layers arrive", func() bool {
+		for _, src := range r.tracks() {
+			src.mu.Lock()
+			n := len(src.layers)
+			src.mu.Unlock()
+			return n == 3
+		}
+		return false
+	})
+	s := subscribe(t, r, "bo")
+	eventually(t, "the subscriber gets the highest layer", func() bool { return s.lastMark("video") == 'f' })
+	if !s.sub.SetQuality("ana:cam", QualityLow) {
+		t.Fatal("SetQuality: no track ana:cam")
+	}
+	eventually(t, "the lowest layer after asking for low quality", func() bool { return s.lastMark("video") == 'q' })
+	s.sub.SetQuality("ana:cam", QualityHigh)
+	eventually(t, "the highest layer again", func() bool { return s.lastMark("video") == 'f' })
+
+	// Heavy loss reported by the member: the cap steps down.
+	s.sub.mu.Lock()
+	var d *downTrack
+	for _, x := range s.sub.downs {
+		d = x
+	}
+	s.sub.mu.Unlock()
+	eventually(t, "a lower layer under loss", func() bool {
+		d.lost.Store(100) // ~40 %, as a receiver report would say; kept up, since the real reports say 0
+		return s.lastMark("video") != 'f'
+	})
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seqs := s.seqs["video"]
+	for i := 1; i < len(seqs); i++ {
+		if diff := seqs[i] - seqs[i-1]; diff == 0 || diff > 100 {
+			t.Fatalf("video sequence numbers jump from %d to %d", seqs[i-1], seqs[i])
+		}
+	}
+}

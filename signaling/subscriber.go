@@ -23,8 +23,8 @@ type Subscriber struct {
 	onOffer  func(sdp string)
 
 	mu     sync.Mutex
-	downs  map[*upTrack]*downTrack // default mode
-	stageD []*downTrack            // stage mode: one per kind
+	downs  map[*source]*downTrack // default mode
+	stageD []*downTrack           // stage mode: one per kind
 	closed bool
 	done   chan struct{}
 
@@ -44,7 +44,7 @@ func (r *Room) newSubscriber(identity string) (*Subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Subscriber{room: r, identity: identity, pc: pc, downs: map[*upTrack]*downTrack{}, done: make(chan struct{})}
+	s := &Subscriber{room: r, identity: identity, pc: pc, downs: map[*source]*downTrack{}, done: make(chan struct{})}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
 			go s.Close() // not from pion's callback: Close closes the peer connection
@@ -80,6 +80,7 @@ func (r *Room) Subscribe(identity string, onOffer func(sdp string)) (*Subscriber
 		s.Close()
 		return nil, err
 	}
+	go s.selectLayers()
 	return s, nil
 }
 
@@ -141,6 +142,7 @@ func (r *Room) SubscribeStage(ctx context.Context, identity, offer string) (*Sub
 	r.subs[s] = struct{}{}
 	r.mu.Unlock()
 	s.refreshStage()
+	go s.selectLayers()
 	return s, s.pc.LocalDescription().SDP, nil
 }
 
@@ -170,9 +172,9 @@ func offerCodecs(offer string) map[string]bool {
 // viewer offered it (an encoder such as OBS may send H.264), else VP8. The stage then follows only
 // speakers sending that codec.
 func (r *Room) stageVideoCodec(offered map[string]bool) webrtc.RTPCodecCapability {
-	var best *upTrack
+	var best *source
 	for _, u := range r.tracks() {
-		if u.kind() == webrtc.RTPCodecTypeVideo && (best == nil || u.pub.started.After(best.pub.started)) {
+		if u.kind == webrtc.RTPCodecTypeVideo && (best == nil || u.pub.started.After(best.pub.started)) {
 			best = u
 		}
 	}
@@ -210,16 +212,15 @@ func offerKinds(offer string) ([]webrtc.RTPCodecType, error) {
 }
 
 // addDownLocked adds a downTrack for u to the peer connection (the caller renegotiates).
-func (s *Subscriber) addDownLocked(u *upTrack) {
-	if s.closed || s.downs[u] != nil {
+func (s *Subscriber) addDownLocked(u *source) {
+	if s.closed || s.downs[u] != nil || u.done() {
 		return
 	}
-	select {
-	case <-u.ended:
+	first := u.layer(QualityHigh)
+	if first == nil {
 		return
-	default:
 	}
-	local, err := webrtc.NewTrackLocalStaticRTP(u.codec(), u.pub.identity+":"+u.remote.ID(), u.pub.identity)
+	local, err := webrtc.NewTrackLocalStaticRTP(u.codec(), u.id, u.pub.identity)
 	if err != nil {
 		s.room.e.log.Warn("cannot send a track", "room", s.room.name, "err", err)
 		return
@@ -231,13 +232,14 @@ func (s *Subscriber) addDownLocked(u *upTrack) {
 	}
 	d := newDownTrack(s, local, s.room.e.cfg.QueuePackets)
 	d.sender = sender
+	d.source = u
 	s.downs[u] = d
 	go d.run()
 	go d.readRTCP()
-	d.follow(u)
+	d.follow(first)
 }
 
-func (s *Subscriber) trackAdded(u *upTrack) {
+func (s *Subscriber) trackAdded(u *source) {
 	if s.stage {
 		s.refreshStage()
 		return
@@ -252,7 +254,7 @@ func (s *Subscriber) trackAdded(u *upTrack) {
 	}
 }
 
-func (s *Subscriber) trackRemoved(u *upTrack) {
+func (s *Subscriber) trackRemoved(u *source) {
 	if s.stage {
 		s.refreshStage()
 		return
@@ -277,21 +279,26 @@ func (s *Subscriber) refreshStage() {
 	s.mu.Unlock()
 	tracks := s.room.tracks()
 	for _, d := range downs {
-		var best *upTrack
+		var best *source
 		for _, u := range tracks {
-			if u.kind() != d.local.Kind() || !strings.EqualFold(u.codec().MimeType, d.local.Codec().MimeType) {
+			if u.kind != d.local.Kind() || u.done() || !strings.EqualFold(u.codec().MimeType, d.local.Codec().MimeType) {
 				continue
-			}
-			select {
-			case <-u.ended:
-				continue
-			default:
 			}
 			if best == nil || u.pub.started.After(best.pub.started) {
 				best = u
 			}
 		}
-		d.follow(best)
+		s.mu.Lock()
+		changed := d.source != best
+		d.source = best
+		s.mu.Unlock()
+		if changed {
+			var layer *upTrack
+			if best != nil {
+				layer = best.layer(Quality(d.lossCap.Load()))
+			}
+			d.follow(layer)
+		}
 	}
 }
 
@@ -394,4 +401,97 @@ func OfferKinds(offer string) ([]string, error) {
 		out[i] = k.String()
 	}
 	return out, nil
+}
+
+// SetQuality caps the layer the member receives of a track (its id as the member's peer connection sees
+// it): a small tile needs no more than the lowest layer. It reports whether the track was found.
+func (s *Subscriber) SetQuality(trackID string, q Quality) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	found := false
+	for src, d := range s.downs {
+		if src.id == trackID {
+			d.maxQ.Store(int32(q))
+			found = true
+		}
+	}
+	for _, d := range s.stageD {
+		if d.local.ID() == trackID {
+			d.maxQ.Store(int32(q))
+			found = true
+		}
+	}
+	return found
+}
+
+// selectEvery is how often a subscriber's simulcast layers are chosen again.
+const selectEvery = time.Second
+
+// selectLayers chooses, every selectEvery, the layer each video track should follow: the highest the
+// member asked for (SetQuality) and its recent loss allows; the switch happens at the layer's next
+// keyframe.
+func (s *Subscriber) selectLayers() {
+	t := time.NewTicker(selectEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		type pick struct {
+			d   *downTrack
+			src *source
+		}
+		var picks []pick
+		s.mu.Lock()
+		for src, d := range s.downs {
+			picks = append(picks, pick{d, src})
+		}
+		for _, d := range s.stageD {
+			picks = append(picks, pick{d, d.source})
+		}
+		s.mu.Unlock()
+		for _, p := range picks {
+			if p.src == nil || p.src.kind != webrtc.RTPCodecTypeVideo {
+				continue
+			}
+			p.src.measure(now)
+			p.d.adjustLossCap()
+			target := p.src.layer(min(Quality(p.d.maxQ.Load()), Quality(p.d.lossCap.Load())))
+			if target == nil {
+				continue
+			}
+			if cur := p.d.src.Load(); target == cur {
+				if next := p.d.next.Swap(nil); next != nil && next != cur {
+					next.detach(p.d) // the wish changed back before the switch happened
+				}
+			} else if target != p.d.next.Load() {
+				p.d.switchTo(target)
+			}
+		}
+	}
+}
+
+// adjustLossCap lowers the layer cap when the member reports more than ~10 % loss, and raises it again
+// after five quiet rounds (under ~2 % loss). Selector only.
+func (d *downTrack) adjustLossCap() {
+	lost := d.lost.Load() // fraction lost, in 1/256
+	c := Quality(d.lossCap.Load())
+	switch {
+	case lost > 25:
+		if c > QualityLow {
+			d.lossCap.Store(int32(c - 1))
+		}
+		d.calmTicks = 0
+	case lost < 5:
+		d.calmTicks++
+		if d.calmTicks >= 5 && c < QualityHigh {
+			d.lossCap.Store(int32(c + 1))
+			d.calmTicks = 0
+		}
+	default:
+		d.calmTicks = 0
+	}
 }

@@ -14,6 +14,7 @@ import (
 // follow it, without waiting for any of them.
 type upTrack struct {
 	pub    *Publisher
+	src    *source
 	remote *webrtc.TrackRemote
 	recv   *webrtc.RTPReceiver
 	muted  atomic.Bool
@@ -25,6 +26,21 @@ type upTrack struct {
 	lastKey atomic.Int64 // unix nanoseconds of the last keyframe request sent upstream
 
 	packets atomic.Uint64 // received
+	bytes   atomic.Uint64 // payload bytes received
+
+	// guarded by src.mu: the bitrate as last measured
+	lastBytes uint64
+	at        time.Time
+	rate      float64 // bits per second
+}
+
+func (u *upTrack) isEnded() bool {
+	select {
+	case <-u.ended:
+		return true
+	default:
+		return false
+	}
 }
 
 func newUpTrack(p *Publisher, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *upTrack {
@@ -43,9 +59,11 @@ func (u *upTrack) run() {
 		pkt, _, err := u.remote.ReadRTP()
 		if err != nil {
 			u.pub.room.e.log.Debug("track ended", "room", u.pub.room.name, "member", u.pub.identity, "kind", u.kind(), "err", err)
+			u.end()
 			return
 		}
 		u.packets.Add(1)
+		u.bytes.Add(uint64(len(pkt.Payload)))
 		if u.muted.Load() {
 			continue
 		}
@@ -128,7 +146,9 @@ type downTrack struct {
 	sub    *Subscriber
 	local  *webrtc.TrackLocalStaticRTP
 	sender *webrtc.RTPSender
-	src    atomic.Pointer[upTrack] // the upTrack followed now
+	src    atomic.Pointer[upTrack] // the upTrack (layer) followed now
+	next   atomic.Pointer[upTrack] // a layer to switch to at its next keyframe
+	source *source                 // what the downTrack shows (nil for the stage, which switches sources)
 	q      chan queued
 	stop   chan struct{}
 	once   sync.Once
@@ -143,10 +163,18 @@ type downTrack struct {
 	sent               bool
 	waitKey            bool
 	dropped, forwarded atomic.Uint64
+
+	// Layer choice (simulcast): the subscriber's wish, and a cap lowered when it reports loss.
+	maxQ      atomic.Int32 // Quality
+	lossCap   atomic.Int32 // Quality
+	lost      atomic.Int32 // the subscriber's last reported fraction lost, in 1/256
+	calmTicks int          // selector only: ticks without loss since the cap last moved
 }
 
 func newDownTrack(s *Subscriber, local *webrtc.TrackLocalStaticRTP, queue int) *downTrack {
 	d := &downTrack{sub: s, local: local, q: make(chan queued, queue), stop: make(chan struct{})}
+	d.maxQ.Store(int32(QualityHigh))
+	d.lossCap.Store(int32(QualityHigh))
 	w := writeFunc(local.WriteRTP)
 	d.write.Store(&w)
 	return d
@@ -174,6 +202,25 @@ func (d *downTrack) follow(u *upTrack) {
 	}
 }
 
+// switchTo makes the downTrack move to layer u at u's next keyframe, forwarding the current layer until
+// then, so a switch shows no freeze.
+func (d *downTrack) switchTo(u *upTrack) {
+	cur := d.src.Load()
+	if cur == nil || cur.kind() != webrtc.RTPCodecTypeVideo {
+		d.follow(u)
+		return
+	}
+	if old := d.next.Swap(u); old == u {
+		return
+	} else if old != nil && old != cur {
+		old.detach(d)
+	}
+	if u != nil && u != cur {
+		u.attach(d)
+		u.requestKeyframe()
+	}
+}
+
 // run writes the queued packets until the downTrack closes.
 func (d *downTrack) run() {
 	for {
@@ -181,6 +228,20 @@ func (d *downTrack) run() {
 		case <-d.stop:
 			return
 		case q := <-d.q:
+			if next := d.next.Load(); next != nil && q.from == next {
+				if !isKeyframe(next.codec().MimeType, q.pkt.Payload) {
+					next.requestKeyframe()
+					continue
+				}
+				// The new layer's keyframe: switch here, continuing the numbering.
+				if old := d.src.Swap(next); old != nil && old != next {
+					old.detach(d)
+				}
+				d.next.CompareAndSwap(next, nil)
+				d.waitKey = false
+				d.forward(q)
+				continue
+			}
 			if q.from != d.src.Load() {
 				continue // from a source the track no longer follows
 			}
@@ -236,10 +297,14 @@ func (d *downTrack) readRTCP() {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				if u := d.src.Load(); u != nil {
 					u.requestKeyframe()
+				}
+			case *rtcp.ReceiverReport:
+				for _, r := range p.Reports {
+					d.lost.Store(int32(r.FractionLost))
 				}
 			}
 		}
@@ -251,6 +316,9 @@ func (d *downTrack) close() {
 	d.once.Do(func() {
 		close(d.stop)
 		if u := d.src.Swap(nil); u != nil {
+			u.detach(d)
+		}
+		if u := d.next.Swap(nil); u != nil {
 			u.detach(d)
 		}
 	})

@@ -1,0 +1,144 @@
+package signaling
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Quality is how much of a simulcast source a subscriber wants: its lowest, middle or highest layer.
+type Quality int
+
+// The qualities, lowest first.
+const (
+	QualityLow Quality = iota
+	QualityMedium
+	QualityHigh
+)
+
+// ParseQuality reads "low", "medium" or "high".
+func ParseQuality(s string) (Quality, bool) {
+	switch s {
+	case "low":
+		return QualityLow, true
+	case "medium":
+		return QualityMedium, true
+	case "high":
+		return QualityHigh, true
+	}
+	return 0, false
+}
+
+// source is one published track as subscribers see it: a single layer, or the simulcast layers (rids) of
+// one track. Each subscriber's downTrack follows one layer of it.
+type source struct {
+	pub  *Publisher
+	id   string // the subscribers' track id: publisher identity and the publisher's track id
+	kind webrtc.RTPCodecType
+
+	mu       sync.Mutex
+	layers   []*upTrack // ordered lowest bitrate first, as last measured
+	measured time.Time
+	ended    chan struct{}
+}
+
+func newSource(p *Publisher, remote *webrtc.TrackRemote) *source {
+	return &source{pub: p, id: p.identity + ":" + remote.ID(), kind: remote.Kind(), ended: make(chan struct{})}
+}
+
+func (s *source) codec() webrtc.RTPCodecCapability {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.layers) == 0 {
+		return webrtc.RTPCodecCapability{}
+	}
+	return s.layers[0].codec()
+}
+
+func (s *source) add(u *upTrack) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.layers = append(s.layers, u)
+	s.sortLocked()
+}
+
+func (s *source) done() bool {
+	select {
+	case <-s.ended:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *source) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.done() {
+		close(s.ended)
+	}
+	for _, u := range s.layers {
+		u.end()
+	}
+}
+
+// measureEvery is how often layers' bitrates are measured (their order decides which is "high").
+const measureEvery = time.Second
+
+// sortLocked orders the layers by measured bitrate, lowest first; before a measurement, by rid (browsers
+// name them in rising order: "q", "h", "f" or "0", "1", "2" or "l", "m", "h" are common, so rid order is only
+// a first guess until the bitrates are known).
+func (s *source) sortLocked() {
+	sort.SliceStable(s.layers, func(i, j int) bool {
+		a, b := s.layers[i], s.layers[j]
+		if a.rate > 0 && b.rate > 0 {
+			return a.rate < b.rate
+		}
+		return a.remote.RID() < b.remote.RID()
+	})
+}
+
+// measure updates the layers' bitrates at most once per measureEvery.
+func (s *source) measure(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Sub(s.measured) < measureEvery {
+		return
+	}
+	for _, u := range s.layers {
+		bytes := u.bytes.Load()
+		if !u.at.IsZero() {
+			if dt := now.Sub(u.at).Seconds(); dt > 0 {
+				u.rate = float64(bytes-u.lastBytes) * 8 / dt
+			}
+		}
+		u.lastBytes, u.at = bytes, now
+	}
+	s.measured = now
+	s.sortLocked()
+}
+
+// layer returns the layer for a quality: of n layers, the lowest, the middle one or the highest; layers
+// that stopped sending (no bytes in the last measurement, when others sent) are skipped.
+func (s *source) layer(q Quality) *upTrack {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var live []*upTrack
+	sending := false
+	for _, u := range s.layers {
+		sending = sending || u.rate > 0
+	}
+	for _, u := range s.layers {
+		if u.isEnded() || sending && u.rate == 0 && !u.at.IsZero() {
+			continue // ended, or paused by the publisher (a browser drops its top layer when short of bandwidth)
+		}
+		live = append(live, u)
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	i := int(q) * (len(live) - 1) / int(QualityHigh)
+	return live[i]
+}
