@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -101,4 +102,56 @@ func TestMediaAcrossNodes(t *testing.T) {
 	}
 	_, err = mediaRequest(t, viewer.c, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, newWHIPEncoder(t, true, false, 'x').pc)})
 	wantCode(t, err, protocol.CodeForbidden, "a participant on node B publishes")
+}
+
+// WHIP and WHEP on a node that does not hold the room's media run on the node that does: an encoder
+// POSTs to node B, a WHEP player POSTs to node B, and both meet on node A, where a websocket speaker
+// took the room's media first; DELETE on B ends the session on A.
+func TestWHIPAndWHEPAcrossNodes(t *testing.T) {
+	rs := redistest.Start(t)
+	a, ea := mediaNode(t, rs, nil)
+	b, eb := mediaNode(t, rs, a.keys)
+	const room = "plenario"
+
+	speaker := a.dial(client.Options{Token: a.token(room, "sp", "Speaker", auth.RoleSpeaker)})
+	join(t, speaker, room)
+	enc := newWHIPEncoder(t, true, true, 's')
+	reply, err := mediaRequest(t, speaker, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, enc.pc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer protocol.MediaSDP
+	if err := json.Unmarshal(reply, &answer); err != nil {
+		t.Fatal(err)
+	}
+	enc.answer(t, answer.SDP)
+
+	obs := newWHIPEncoder(t, true, true, 'o')
+	resp, body := b.call(t, "POST", "/whip/"+room, b.token(room, "obs", "OBS", auth.RoleSpeaker), "application/sdp", completeOffer(t, obs.pc))
+	created(t, resp, body, "/whip/"+room)
+	obs.answer(t, string(body))
+	r, _ := ea.Room(room)
+	waitUntil(t, "the encoder on node B publishes on node A", func() bool { return len(r.Publishers()) == 2 })
+	if eb.Active(room) {
+		t.Fatal("node B's SFU has the room's media too")
+	}
+
+	player := newWHEPPlayer(t)
+	viewer := b.token(room, "vi", "Viewer", auth.RoleParticipant)
+	resp, body = b.call(t, "POST", "/whep/"+room, viewer, "application/sdp", completeOffer(t, player.pc))
+	whep := created(t, resp, body, "/whep/"+room)
+	player.answer(t, string(body))
+	waitUntil(t, "the WHEP player on node B receives the stage from node A", func() bool {
+		return player.count("video") > 20 && player.count("audio") > 20
+	})
+
+	if resp, body := b.call(t, "DELETE", whep, viewer, "", ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE %s on node B: %d %s", whep, resp.StatusCode, body)
+	}
+	time.Sleep(300 * time.Millisecond)
+	before := player.count("video")
+	time.Sleep(time.Second)
+	if got := player.count("video") - before; got != 0 {
+		t.Fatalf("the player received %d packets after its DELETE", got)
+	}
 }

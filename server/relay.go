@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/liveforum/liveforum/auth"
 	"github.com/liveforum/liveforum/protocol"
+	"github.com/liveforum/liveforum/signaling"
 )
 
 // The media relay. A room's media lives on one node: the holder of the room's media lease in the broker
@@ -52,6 +54,9 @@ type relay struct {
 	conns  map[uint64]*conn          // local connections with media relayed elsewhere
 	remote map[remoteKey]*remotePeer // members of other nodes whose media is here
 	held   map[string]bool           // rooms whose media lease this node holds
+
+	pending  map[uint64]chan relayMsg // relayed WHIP/WHEP offers waiting for the media node's answer
+	httpEnds map[remoteKey]func()     // WHIP/WHEP sessions here for other nodes (conn: their request id)
 }
 
 func newRelay(s *Server, node string) *relay {
@@ -189,6 +194,27 @@ func (r *relay) onMessage(data []byte) {
 		if p != nil && p.m != nil {
 			p.m.close()
 		}
+	case "http":
+		r.onHTTP(m)
+	case "httpresp":
+		r.mu.Lock()
+		ch := r.pending[m.ID]
+		r.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- m:
+			default:
+			}
+		}
+	case "httpclose":
+		k := remoteKey{node: m.From, conn: m.ID, room: m.Room}
+		r.mu.Lock()
+		end := r.httpEnds[k]
+		delete(r.httpEnds, k)
+		r.mu.Unlock()
+		if end != nil {
+			end()
+		}
 	case "resp", "offer":
 		r.mu.Lock()
 		c := r.conns[m.Conn]
@@ -239,4 +265,115 @@ func (p *remotePeer) fail(id uint64, room string, err error) {
 func (p *remotePeer) offer(room, sdp string) {
 	data, _ := json.Marshal(protocol.MediaSDP{SDP: sdp})
 	p.r.tell(p.key.node, relayMsg{Op: "offer", Conn: p.key.conn, Room: room, Data: data})
+}
+
+// WHIP and WHEP across nodes: a session POSTed to a node that does not hold the room's media is started on
+// the holder (op "http"), which answers (op "httpresp") with the SDP answer or an error code; the session's
+// resource stays on the node that received the POST, and its DELETE is passed on (op "httpclose").
+
+// httpWait bounds the wait for the media node's answer to a relayed WHIP or WHEP offer.
+const httpWait = 15 * time.Second
+
+// startRemoteHTTP starts a WHIP ("whip") or WHEP ("whep") session on the media node holder; it returns
+// the SDP answer and a function that ends the session there.
+func (r *relay) startRemoteHTTP(ctx context.Context, holder, kind, room, identity, offer string) (string, func(), error) {
+	id := r.nextID.Add(1)
+	ch := make(chan relayMsg, 1)
+	r.mu.Lock()
+	if r.pending == nil {
+		r.pending = map[uint64]chan relayMsg{}
+	}
+	r.pending[id] = ch
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.pending, id)
+		r.mu.Unlock()
+	}()
+	data, _ := json.Marshal(offer)
+	msg, _ := json.Marshal(relayMsg{Op: "http", From: r.node, ID: id, Room: room, Type: kind, Identity: identity, Data: data})
+	if err := r.s.b.Tell(ctx, holder, msg); err != nil {
+		return "", nil, err
+	}
+	t := time.NewTimer(httpWait)
+	defer t.Stop()
+	select {
+	case m := <-ch:
+		if m.Code != "" {
+			return "", nil, remoteError(m.Code, m.Message)
+		}
+		var answer string
+		if err := json.Unmarshal(m.Data, &answer); err != nil {
+			return "", nil, err
+		}
+		end := func() { r.tell(holder, relayMsg{Op: "httpclose", From: r.node, ID: id, Room: room}) }
+		return answer, end, nil
+	case <-t.C:
+		return "", nil, fmt.Errorf("%w: the room's media node did not answer", signaling.ErrClosed)
+	case <-ctx.Done():
+		return "", nil, ctx.Err()
+	}
+}
+
+// remoteError turns a relayed error code back into an error the HTTP layer knows.
+func remoteError(code, msg string) error {
+	switch code {
+	case protocol.CodeBadRequest:
+		return fmt.Errorf("%w: %s", signaling.ErrBadSDP, msg)
+	case protocol.CodeStageFull:
+		return fmt.Errorf("%w: %s", signaling.ErrTooManyPublish, msg)
+	case protocol.CodeForbidden:
+		return fmt.Errorf("%w: %s", errNoPublish, msg)
+	}
+	return fmt.Errorf("%w: %s", signaling.ErrClosed, msg)
+}
+
+// onHTTP runs a relayed WHIP or WHEP offer on this node's SFU.
+func (r *relay) onHTTP(m relayMsg) {
+	reply := relayMsg{Op: "httpresp", ID: m.ID, Room: m.Room}
+	err := func() error {
+		if r.s.cfg.Media == nil {
+			return errNoMedia
+		}
+		var offer string
+		if err := json.Unmarshal(m.Data, &offer); err != nil {
+			return err
+		}
+		room, err := r.s.cfg.Media.Room(m.Room)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(r.s.ctx, r.s.cfg.RequestTimeout)
+		defer cancel()
+		var answer string
+		var end func()
+		if m.Type == "whip" {
+			var pub *signaling.Publisher
+			pub, answer, err = room.Publish(ctx, m.Identity, offer)
+			if err == nil {
+				end = pub.Close
+			}
+		} else {
+			var sub *signaling.Subscriber
+			sub, answer, err = room.SubscribeStage(ctx, m.Identity, offer)
+			if err == nil {
+				end = sub.Close
+			}
+		}
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		if r.httpEnds == nil {
+			r.httpEnds = map[remoteKey]func(){}
+		}
+		r.httpEnds[remoteKey{node: m.From, conn: m.ID, room: m.Room}] = end
+		r.mu.Unlock()
+		reply.Data, _ = json.Marshal(answer)
+		return nil
+	}()
+	if err != nil {
+		reply.Code, reply.Message = errorCode(err)
+	}
+	r.tell(m.From, reply)
 }

@@ -420,14 +420,28 @@ func (s *Server) startMedia(w http.ResponseWriter, r *http.Request, kind string)
 	if ms.identity == "" { // a guest without a token, or an invite link (WHEP)
 		ms.identity = "whep-" + ms.id[:8]
 	}
+	holder, err := s.relay.holder(ctx, name)
+	if err != nil {
+		return err
+	}
 	var answer string
-	if kind == "whip" {
+	switch {
+	case holder != s.relay.node:
+		// Another node holds the room's media: the session runs there; its resource stays here.
+		var end func()
+		answer, end, err = s.relay.startRemoteHTTP(ctx, holder, kind, name, ms.identity, offer)
+		if err == nil {
+			done := make(chan struct{})
+			var once sync.Once
+			ms.end, ms.done = func() { once.Do(func() { end(); close(done) }) }, done
+		}
+	case kind == "whip":
 		var pub *signaling.Publisher
 		pub, answer, err = room.Publish(ctx, ms.identity, offer)
 		if err == nil {
 			ms.end, ms.done = pub.Close, pub.Done()
 		}
-	} else {
+	default:
 		var sub *signaling.Subscriber
 		sub, answer, err = room.SubscribeStage(ctx, ms.identity, offer)
 		if err == nil {
