@@ -166,6 +166,7 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 	}
 	u := newUpTrack(p, remote, recv)
 	u.src = src
+	u.muted.Store(p.room.isMuted(p.identity, remote.Kind().String()))
 	src.add(u)
 	p.layers++
 	p.mu.Unlock()
@@ -200,9 +201,12 @@ func (p *Publisher) remb() {
 	}
 }
 
-// Mute stops (or resumes) forwarding the publisher's tracks of a kind ("audio" or "video") at the server:
-// a moderator's mute holds whatever the member's browser does.
-func (p *Publisher) Mute(kind string, muted bool) {
+// Mute stops (or resumes) forwarding the publisher's media of a kind ("audio" or "video") at the server:
+// a moderator's mute holds whatever the member's browser does, also over a new media.publish (see
+// Room.Mute).
+func (p *Publisher) Mute(kind string, muted bool) { p.room.Mute(p.identity, kind, muted) }
+
+func (p *Publisher) applyMute(kind string, muted bool) {
 	for _, u := range p.upTracks() {
 		if strings.EqualFold(u.remote.Kind().String(), kind) {
 			u.muted.Store(muted)

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -10,9 +11,36 @@ type Room struct {
 	e    *Engine
 	name string
 
-	mu   sync.Mutex
-	pubs map[string]*Publisher // by member identity
-	subs map[*Subscriber]struct{}
+	mu    sync.Mutex
+	pubs  map[string]*Publisher // by member identity
+	subs  map[*Subscriber]struct{}
+	mutes map[string]bool // "identity/kind" muted by a moderator: holds for the member's later publishers
+}
+
+// Mute stops (or resumes) forwarding a member's audio or video ("audio", "video") in the room, now and
+// for whatever the member publishes later, until unmuted.
+func (r *Room) Mute(identity, kind string, muted bool) {
+	kind = strings.ToLower(kind)
+	r.mu.Lock()
+	if r.mutes == nil {
+		r.mutes = map[string]bool{}
+	}
+	if muted {
+		r.mutes[identity+"/"+kind] = true
+	} else {
+		delete(r.mutes, identity+"/"+kind)
+	}
+	p := r.pubs[identity]
+	r.mu.Unlock()
+	if p != nil {
+		p.applyMute(kind, muted)
+	}
+}
+
+func (r *Room) isMuted(identity, kind string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mutes[identity+"/"+strings.ToLower(kind)]
 }
 
 // Name returns the room's name.

@@ -264,3 +264,23 @@ func TestSimulcastLayers(t *testing.T) {
 		}
 	}
 }
+
+// A moderator's mute holds when the muted speaker publishes again (as a browser does to add its camera).
+func TestMuteHoldsOverARepublish(t *testing.T) {
+	e := newTestEngine(t, nil)
+	r, _ := e.Room("plaza")
+	tp := publish(t, r, "ana", 'a')
+	s := subscribe(t, r, "bo")
+	eventually(t, "audio arrives", func() bool { return s.count("audio") > 10 })
+	tp.pub.Mute("audio", true)
+	tp.close()
+	publish(t, r, "ana", 'b') // replaces the first publisher
+	eventually(t, "the new publisher's video arrives", func() bool { return s.lastMark("video") == 'b' })
+	audio := s.count("audio")
+	time.Sleep(time.Second)
+	if got := s.count("audio") - audio; got != 0 {
+		t.Fatalf("%d audio packets from the muted speaker's new publisher", got)
+	}
+	r.Mute("ana", "audio", false)
+	eventually(t, "audio after the unmute", func() bool { return s.count("audio") > audio+10 })
+}

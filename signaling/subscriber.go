@@ -329,6 +329,12 @@ func (s *Subscriber) negotiate() error {
 	case <-time.After(negotiateTimeout):
 		return s.negotiated(fmt.Errorf("signaling: gathering candidates took over %v", negotiateTimeout))
 	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return s.negotiated(ErrClosed) // no offer after Close: it would follow a newer subscription's reply
+	}
 	s.onOffer(s.pc.LocalDescription().SDP)
 	return nil
 }
