@@ -37,6 +37,8 @@ type mediaConfig struct {
 	maxLossPct         float64
 	jsonOnly           bool
 	cpuProfile         string
+	adminKey           string
+	serverProfile      string
 
 	keys *auth.Keyring
 }
@@ -60,6 +62,8 @@ func parseMedia(args []string, stderr io.Writer, getenv func(string) string) (me
 	fs.Float64Var(&c.maxLossPct, "max-loss", 1, "loss, in percent of the packets sent in the window, above which the checks fail")
 	fs.BoolVar(&c.jsonOnly, "json-only", false, "print only the JSON line")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the bench itself to this file")
+	fs.StringVar(&c.adminKey, "admin-key", "", "the server's admin key, for -server-cpuprofile (LIVEFORUM_ADMIN_KEY)")
+	fs.StringVar(&c.serverProfile, "server-cpuprofile", "", "write the server's CPU profile over the window (from its /debug/pprof, with -admin-key) to this file; profiling costs the server a little CPU")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -68,6 +72,9 @@ func parseMedia(args []string, stderr io.Writer, getenv func(string) string) (me
 	}
 	if c.secret == "" {
 		c.secret = getenv("LIVEFORUM_SECRET")
+	}
+	if c.adminKey == "" {
+		c.adminKey = getenv("LIVEFORUM_ADMIN_KEY")
 	}
 	for s := range strings.SplitSeq(ifaces, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -90,6 +97,7 @@ func parseMedia(args []string, stderr io.Writer, getenv func(string) string) (me
 	check(c.connectConcurrency > 0, "-connect-concurrency must be positive")
 	check(c.serverPID >= 0, "-server-pid must not be negative")
 	check(c.maxLossPct >= 0, "-max-loss must not be negative")
+	check(c.serverProfile == "" || c.adminKey != "", "-server-cpuprofile needs -admin-key")
 	if c.secret == "" {
 		check(false, "-secret (or LIVEFORUM_SECRET) is required: WHIP needs a speaker token")
 	} else {
@@ -270,11 +278,20 @@ func benchMedia(ctx context.Context, cfg mediaConfig, warn io.Writer) (*mediaRes
 		return nil, err
 	}
 	cpu0 := readCPUs(cfg.serverPID)
+	profiled := make(chan error, 1)
+	if cfg.serverProfile != "" {
+		go func() { profiled <- b.serverProfile(ctx, cfg.duration) }()
+	} else {
+		profiled <- nil
+	}
 	if err := sleepCtx(ctx, time.Until(end)); err != nil {
 		return nil, err
 	}
 	cpu1 := readCPUs(cfg.serverPID)
 	res.setCPU(cpu0, cpu1, cfg.serverPID, warn)
+	if err := <-profiled; err != nil {
+		fmt.Fprintf(warn, "warning: no server CPU profile: %v\n", err)
+	}
 	// Packets sent near the end of the window may still be on their way.
 	if err := sleepCtx(ctx, 2*time.Second); err != nil {
 		return nil, err
@@ -345,6 +362,34 @@ func (b *mediaBench) endSession(location, token string) {
 	}
 }
 
+// serverProfile fetches the server's CPU profile over d into -server-cpuprofile.
+func (b *mediaBench) serverProfile(ctx context.Context, d time.Duration) error {
+	secs := max(int(d.Round(time.Second)/time.Second), 1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", b.cfg.base, secs), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+b.cfg.adminKey)
+	hc := &http.Client{Timeout: d + 30*time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	f, err := os.Create(b.cfg.serverProfile)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
@@ -404,18 +449,71 @@ func readProcCPU(pid string) procCPU {
 	return procCPU{cpu: time.Duration(ticks) * time.Second / clockTicks, at: at}
 }
 
-// cpus is the server's (when its pid is known), the bench's own and each core's CPU time at one moment.
+// cpus is the server's (when its pid is known), the bench's own and each core's CPU time at one moment,
+// and the datagrams the kernel dropped so far because a UDP socket's receive buffer was full.
 type cpus struct {
-	server, self procCPU
-	cores        []coreCPU // from /proc/stat; nil where unreadable
+	server, self           procCPU
+	cores                  []coreCPU // from /proc/stat; nil where unreadable
+	serverDrops, selfDrops int64     // -1: unknown
 }
 
 func readCPUs(serverPID int) cpus {
-	c := cpus{self: readProcCPU("self"), cores: readCoreCPU()}
+	c := cpus{self: readProcCPU("self"), cores: readCoreCPU(), serverDrops: -1}
+	drops := readUDPDrops()
+	c.selfDrops = socketDrops("self", drops)
 	if serverPID > 0 {
 		c.server = readProcCPU(fmt.Sprint(serverPID))
+		c.serverDrops = socketDrops(fmt.Sprint(serverPID), drops)
 	}
 	return c
+}
+
+// readUDPDrops returns each UDP socket's drop count by inode, from /proc/net/udp and udp6; nil if
+// unreadable.
+func readUDPDrops() map[string]int64 {
+	out := map[string]int64{}
+	for _, name := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(b)) {
+			f := strings.Fields(line)
+			// sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+			if len(f) < 13 || f[0] == "sl" {
+				continue
+			}
+			var d int64
+			if _, err := fmt.Sscan(f[12], &d); err == nil {
+				out[f[9]] = d
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// socketDrops sums the drops of the UDP sockets process pid holds; -1 if unknown.
+func socketDrops(pid string, drops map[string]int64) int64 {
+	if drops == nil {
+		return -1
+	}
+	dir := "/proc/" + pid + "/fd"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return -1
+	}
+	var sum int64
+	for _, e := range ents {
+		l, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil || !strings.HasPrefix(l, "socket:[") {
+			continue
+		}
+		sum += drops[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")]
+	}
+	return sum
 }
 
 // coreCPU is one core's busy and total time from /proc/stat, in clock ticks. Busy counts user, nice,

@@ -69,6 +69,10 @@ type mediaResult struct {
 	// OtherCores is the machine's busy time not charged to the server or the bench (other processes, and
 	// softirq the kernel ran outside them); more than a few hundredths means something disturbed the run.
 	OtherCores *float64 `json:"other_cores,omitempty"`
+	// Datagrams the kernel dropped over the window because a receive buffer was full: on the server's
+	// UDP sockets (publisher media and subscribers' RTCP arrive there) and on the bench's.
+	UDPDropsServer *int64 `json:"udp_drops_server,omitempty"`
+	UDPDropsBench  *int64 `json:"udp_drops_bench,omitempty"`
 
 	N          int     `json:"n"`
 	VideoKbps  int     `json:"video_kbps"`
@@ -95,6 +99,14 @@ func (r *mediaResult) setCPU(a, b cpus, serverPID int, warn io.Writer) {
 			r.BenchCores = round(float64(b.self.cpu-a.self.cpu)/float64(wall), 3)
 			r.BenchSaturated = r.BenchCores >= 0.85*float64(r.BenchProcs)
 		}
+	}
+	if a.selfDrops >= 0 && b.selfDrops >= 0 {
+		d := b.selfDrops - a.selfDrops
+		r.UDPDropsBench = &d
+	}
+	if a.serverDrops >= 0 && b.serverDrops >= 0 {
+		d := b.serverDrops - a.serverDrops
+		r.UDPDropsServer = &d
 	}
 	if len(a.cores) == len(b.cores) {
 		for i := range a.cores {
@@ -261,6 +273,10 @@ func (r *mediaResult) printHuman(w io.Writer) {
 	fmt.Fprintf(w, "  loss         %.3f %% (video %.3f %%, audio %.3f %%): %d of %d; %d subscribers lost some, at most %.3f %%\n",
 		r.LossPct, r.VideoLossPct, r.AudioLossPct, r.Expected-r.Received, r.Expected, r.SubsWithLoss, r.MaxSubLoss)
 	fmt.Fprintf(w, "               %d gaps, %d late, %d duplicates; %d silent, %d dropped\n", r.Gaps, r.Late, r.Dups, r.Silent, r.Dropped)
+	if r.UDPDropsServer != nil || r.UDPDropsBench != nil {
+		fmt.Fprintf(w, "  UDP drops    server sockets %s, bench sockets %s (the kernel's, receive buffer full)\n",
+			optInt(r.UDPDropsServer), optInt(r.UDPDropsBench))
+	}
 	if r.Foreign > 0 {
 		fmt.Fprintf(w, "  foreign      %d packets not from this run's publisher (another speaker on the stage?)\n", r.Foreign)
 	}
