@@ -516,10 +516,10 @@ func socketDrops(pid string, drops map[string]int64) int64 {
 	return sum
 }
 
-// coreCPU is one core's busy and total time from /proc/stat, in clock ticks. Busy counts user, nice,
-// system, irq, softirq and steal: softirq matters here, as the kernel's loopback delivery of a packet runs
-// on the sender's core and is not charged to any process.
-type coreCPU struct{ busy, total int64 }
+// coreCPU is one core's busy, softirq and total time from /proc/stat, in clock ticks. Busy counts user,
+// nice, system, irq, softirq and steal. Softirq is kept apart: the kernel's loopback delivery of a packet
+// runs there, on the sender's core, and is charged to no process.
+type coreCPU struct{ busy, softirq, total int64 }
 
 func readCoreCPU() []coreCPU {
 	b, err := os.ReadFile("/proc/stat")
@@ -539,7 +539,7 @@ func readCoreCPU() []coreCPU {
 			}
 		}
 		busy := v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-		out = append(out, coreCPU{busy: busy, total: busy + v[3] + v[4]})
+		out = append(out, coreCPU{busy: busy, softirq: v[6], total: busy + v[3] + v[4]})
 	}
 	return out
 }

@@ -66,8 +66,10 @@ type mediaResult struct {
 	BenchSaturated    bool     `json:"bench_saturated"`
 	// CoreBusy is each core's busy fraction over the window (softirq included), whatever ran on it.
 	CoreBusy []float64 `json:"core_busy,omitempty"`
-	// OtherCores is the machine's busy time not charged to the server or the bench (other processes, and
-	// softirq the kernel ran outside them); more than a few hundredths means something disturbed the run.
+	// SoftirqCores is the kernel's softirq time over all cores (for loopback, mostly packet delivery).
+	SoftirqCores float64 `json:"softirq_cores"`
+	// OtherCores is the machine's busy time outside softirq not charged to the server or the bench: more
+	// than a few hundredths means another process disturbed the run.
 	OtherCores *float64 `json:"other_cores,omitempty"`
 	// Datagrams the kernel dropped over the window because a receive buffer was full: on the server's
 	// UDP sockets (publisher media and subscribers' RTCP arrive there) and on the bench's.
@@ -108,15 +110,18 @@ func (r *mediaResult) setCPU(a, b cpus, serverPID int, warn io.Writer) {
 		d := b.serverDrops - a.serverDrops
 		r.UDPDropsServer = &d
 	}
+	var softirq float64
 	if len(a.cores) == len(b.cores) {
 		for i := range a.cores {
 			busy, total := b.cores[i].busy-a.cores[i].busy, b.cores[i].total-a.cores[i].total
 			if total <= 0 {
-				r.CoreBusy = nil
+				r.CoreBusy, softirq = nil, 0
 				break
 			}
 			r.CoreBusy = append(r.CoreBusy, round(float64(busy)/float64(total), 3))
+			softirq += float64(b.cores[i].softirq-a.cores[i].softirq) / float64(total)
 		}
+		r.SoftirqCores = round(softirq, 3)
 	}
 	if serverPID == 0 {
 		return
@@ -134,7 +139,7 @@ func (r *mediaResult) setCPU(a, b cpus, serverPID int, warn io.Writer) {
 			r.ServerCoresPer100 = &p
 		}
 		if len(r.CoreBusy) > 0 {
-			o := -c - r.BenchCores
+			o := -c - r.BenchCores - softirq
 			for _, x := range r.CoreBusy {
 				o += x
 			}
@@ -301,9 +306,9 @@ func (r *mediaResult) printHuman(w io.Writer) {
 		for i, c := range r.CoreBusy {
 			fmt.Fprintf(w, " cpu%d %.0f %%", i, 100*c)
 		}
-		fmt.Fprint(w, " (everything on the machine, softirq included)")
+		fmt.Fprintf(w, " (everything on the machine; softirq %.3f cores)", r.SoftirqCores)
 		if r.OtherCores != nil {
-			fmt.Fprintf(w, "; %.3f cores neither server nor bench", *r.OtherCores)
+			fmt.Fprintf(w, "; %.3f cores other processes", *r.OtherCores)
 			if *r.OtherCores > 0.15 {
 				fmt.Fprint(w, ": something else ran, the figures are disturbed")
 			}
