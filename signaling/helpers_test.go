@@ -252,20 +252,25 @@ func subscribe(t *testing.T, r *Room, identity string) *testSubscriber {
 		t.Fatal(err)
 	}
 	ts.sub = s
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(exited)
 		for {
 			select {
 			case offer := <-ts.offers:
 				if err := s.Answer(answerToQuiet(ts.pc, offer)); err != nil {
-					t.Errorf("answer: %v", err)
+					select {
+					case <-done: // the test is over: its peer connections are closing
+					default:
+						t.Errorf("answer: %v", err)
+					}
 				}
 			case <-done:
 				return
 			}
 		}
 	}()
-	t.Cleanup(func() { close(done); s.Close() })
+	t.Cleanup(func() { close(done); s.Close(); <-exited })
 	return ts
 }
 

@@ -251,7 +251,7 @@ func TestSimulcastLayers(t *testing.T) {
 	}
 	s.sub.mu.Unlock()
 	eventually(t, "a lower layer under loss", func() bool {
-		d.lost.Store(100) // ~40 %, as a receiver report would say; kept up, since the real reports say 0
+		d.lost.Store(100) // ~40 %, as a receiver report would say
 		return s.lastMark("video") != 'f'
 	})
 

@@ -483,7 +483,7 @@ func (s *Subscriber) selectLayers() {
 // adjustLossCap lowers the layer cap when the member reports more than ~10 % loss, and raises it again
 // after five quiet rounds (under ~2 % loss). Selector only.
 func (d *downTrack) adjustLossCap() {
-	lost := d.lost.Load() // fraction lost, in 1/256
+	lost := d.lost.Swap(0) // the worst fraction lost reported since the last round, in 1/256
 	c := Quality(d.lossCap.Load())
 	switch {
 	case lost > 25:

@@ -75,8 +75,15 @@ func (u *upTrack) run() {
 
 // drainRTCP reads the publisher's RTCP (sender reports), which the interceptors need read.
 func (u *upTrack) drainRTCP() {
+	rid := u.remote.RID()
 	for {
-		if _, _, err := u.recv.ReadRTCP(); err != nil {
+		var err error
+		if rid != "" {
+			_, _, err = u.recv.ReadSimulcastRTCP(rid)
+		} else {
+			_, _, err = u.recv.ReadRTCP()
+		}
+		if err != nil {
 			return
 		}
 	}
@@ -167,7 +174,7 @@ type downTrack struct {
 	// Layer choice (simulcast): the subscriber's wish, and a cap lowered when it reports loss.
 	maxQ      atomic.Int32 // Quality
 	lossCap   atomic.Int32 // Quality
-	lost      atomic.Int32 // the subscriber's last reported fraction lost, in 1/256
+	lost      atomic.Int32 // the worst fraction lost the subscriber reported since the selector looked, in 1/256
 	calmTicks int          // selector only: ticks without loss since the cap last moved
 }
 
@@ -304,7 +311,13 @@ func (d *downTrack) readRTCP() {
 				}
 			case *rtcp.ReceiverReport:
 				for _, r := range p.Reports {
-					d.lost.Store(int32(r.FractionLost))
+					// The worst loss reported since the selector last looked.
+					for f := int32(r.FractionLost); ; {
+						old := d.lost.Load()
+						if f <= old || d.lost.CompareAndSwap(old, f) {
+							break
+						}
+					}
 				}
 			}
 		}
