@@ -28,6 +28,8 @@ type Subscriber struct {
 	closed bool
 	done   chan struct{}
 
+	selMu sync.Mutex // one choice of sources and layers at a time (refreshStage, selectLayers)
+
 	negMu       sync.Mutex // the offer/answer exchange in progress
 	negotiating bool
 	again       bool
@@ -274,6 +276,10 @@ func (s *Subscriber) trackRemoved(u *source) {
 
 // refreshStage points each stage track at the current speaker's track of its kind and codec.
 func (s *Subscriber) refreshStage() {
+	// Serialised, and reading the room's tracks inside: a refresh that started before a track was added
+	// must not undo the choice of one that started after.
+	s.selMu.Lock()
+	defer s.selMu.Unlock()
 	s.mu.Lock()
 	downs := append([]*downTrack(nil), s.stageD...)
 	s.mu.Unlock()
@@ -445,6 +451,7 @@ func (s *Subscriber) selectLayers() {
 			return
 		case <-t.C:
 		}
+		s.selMu.Lock()
 		now := time.Now()
 		type pick struct {
 			d   *downTrack
@@ -477,6 +484,7 @@ func (s *Subscriber) selectLayers() {
 				p.d.switchTo(target)
 			}
 		}
+		s.selMu.Unlock()
 	}
 }
 
