@@ -144,7 +144,12 @@ func New(cfg Config) (*Engine, error) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	applyCandidateFilters(&se, cfg.ICE)
 	if len(cfg.ICE.NAT1To1IPs) > 0 {
-		se.SetNAT1To1IPs(cfg.ICE.NAT1To1IPs, webrtc.ICECandidateTypeHost)
+		// 1:1 NAT: announce the public addresses instead of the host's own.
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{External: cfg.ICE.NAT1To1IPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace}); err != nil {
+			_ = e.closeSockets()
+			return nil, fmt.Errorf("signaling: public IPs %v: %w", cfg.ICE.NAT1To1IPs, err)
+		}
 	}
 	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
 

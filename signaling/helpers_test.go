@@ -89,24 +89,6 @@ func offerOf(t *testing.T, pc *webrtc.PeerConnection) string {
 	return pc.LocalDescription().SDP
 }
 
-// answerTo sets a remote offer on pc and returns its complete answer.
-func answerTo(t *testing.T, pc *webrtc.PeerConnection, offer string) string {
-	t.Helper()
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		t.Fatal(err)
-	}
-	a, err := pc.CreateAnswer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(a); err != nil {
-		t.Fatal(err)
-	}
-	<-g
-	return pc.LocalDescription().SDP
-}
-
 // testPublisher is a client that publishes synthetic VP8 video (a keyframe every 30 frames) and Opus
 // audio; each payload's last byte is the publisher's mark, so a subscriber can tell whose packet it got.
 type testPublisher struct {

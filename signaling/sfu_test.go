@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -283,4 +284,21 @@ func TestMuteHoldsOverARepublish(t *testing.T) {
 	}
 	r.Mute("ana", "audio", false)
 	eventually(t, "audio after the unmute", func() bool { return s.count("audio") > audio+10 })
+}
+
+// Behind 1:1 NAT the answer's candidates carry the public address instead of the host's.
+func TestPublicIPsInCandidates(t *testing.T) {
+	e := newTestEngine(t, func(c *Config) { c.ICE.NAT1To1IPs = []string{"203.0.113.7"} })
+	r, _ := e.Room("plaza")
+	pc := newClientPC(t)
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	_, answer, err := r.Publish(context.Background(), "ana", offerOf(t, pc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(answer, " 203.0.113.7 ") || strings.Contains(answer, " 127.0.0.1 ") {
+		t.Fatalf("answer's candidates should name 203.0.113.7 only:\n%s", answer)
+	}
 }
