@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,7 @@ type mediaConfig struct {
 	maxLossPct         float64
 	jsonOnly           bool
 	cpuProfile         string
+	memProfile         string
 	adminKey           string
 	serverProfile      string
 
@@ -62,6 +64,7 @@ func parseMedia(args []string, stderr io.Writer, getenv func(string) string) (me
 	fs.Float64Var(&c.maxLossPct, "max-loss", 1, "loss, in percent of the packets sent in the window, above which the checks fail")
 	fs.BoolVar(&c.jsonOnly, "json-only", false, "print only the JSON line")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the bench itself to this file")
+	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile of the bench itself, taken at the end of the window, to this file")
 	fs.StringVar(&c.adminKey, "admin-key", "", "the server's admin key, for -server-cpuprofile (LIVEFORUM_ADMIN_KEY)")
 	fs.StringVar(&c.serverProfile, "server-cpuprofile", "", "write the server's CPU profile over the window (from its /debug/pprof, with -admin-key) to this file; profiling costs the server a little CPU")
 	if err := fs.Parse(args); err != nil {
@@ -289,6 +292,11 @@ func benchMedia(ctx context.Context, cfg mediaConfig, warn io.Writer) (*mediaRes
 	}
 	cpu1 := readCPUs(cfg.serverPID)
 	res.setCPU(cpu0, cpu1, cfg.serverPID, warn)
+	if cfg.memProfile != "" {
+		if err := writeHeapProfile(cfg.memProfile); err != nil {
+			fmt.Fprintf(warn, "warning: no heap profile: %v\n", err)
+		}
+	}
 	if err := <-profiled; err != nil {
 		fmt.Fprintf(warn, "warning: no server CPU profile: %v\n", err)
 	}
@@ -384,6 +392,18 @@ func (b *mediaBench) serverProfile(ctx context.Context, d time.Duration) error {
 		return err
 	}
 	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
 		f.Close()
 		return err
 	}
