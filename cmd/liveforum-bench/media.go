@@ -292,6 +292,12 @@ func benchMedia(ctx context.Context, cfg mediaConfig, warn io.Writer) (*mediaRes
 	}
 	cpu1 := readCPUs(cfg.serverPID)
 	res.setCPU(cpu0, cpu1, cfg.serverPID, warn)
+	if cfg.serverPID > 0 {
+		if kb, err := readRSS(fmt.Sprint(cfg.serverPID)); err == nil {
+			mb := round(float64(kb)/1024, 1)
+			res.ServerRSSMB = &mb
+		}
+	}
 	if cfg.memProfile != "" {
 		if err := writeHeapProfile(cfg.memProfile); err != nil {
 			fmt.Fprintf(warn, "warning: no heap profile: %v\n", err)
@@ -467,6 +473,22 @@ func readProcCPU(pid string) procCPU {
 		ticks += v
 	}
 	return procCPU{cpu: time.Duration(ticks) * time.Second / clockTicks, at: at}
+}
+
+// readRSS returns a process's resident memory (VmRSS), in KiB.
+func readRSS(pid string) (int64, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			_, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kb)
+			return kb, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%s/status: no VmRSS", pid)
 }
 
 // cpus is the server's (when its pid is known), the bench's own and each core's CPU time at one moment,

@@ -61,6 +61,7 @@ type mediaResult struct {
 	ServerCores       *float64 `json:"server_cores,omitempty"`
 	ServerCoresPer100 *float64 `json:"server_cores_per_100_subs,omitempty"`
 	ServerUsPerPacket *float64 `json:"server_us_per_packet,omitempty"` // server CPU per forwarded packet
+	ServerRSSMB       *float64 `json:"server_rss_mb,omitempty"`        // the server's resident memory at the end of the window
 	BenchCores        float64  `json:"bench_cores"`
 	BenchProcs        int      `json:"bench_procs"` // GOMAXPROCS: the cores the bench may use
 	BenchSaturated    bool     `json:"bench_saturated"`
@@ -295,6 +296,9 @@ func (r *mediaResult) printHuman(w io.Writer) {
 			*r.ServerCores, *r.ServerCoresPer100, optFloat(r.ServerUsPerPacket))
 	} else {
 		fmt.Fprintln(w, "  server CPU   not measured (-server-pid)")
+	}
+	if r.ServerRSSMB != nil {
+		fmt.Fprintf(w, "  server mem   %.1f MiB resident at the end of the window\n", *r.ServerRSSMB)
 	}
 	fmt.Fprintf(w, "  bench CPU    %.3f cores of %d", r.BenchCores, r.BenchProcs)
 	if r.BenchSaturated {

@@ -55,6 +55,7 @@ type mediaSummary struct {
 	JitterP50     *float64 `json:"jitter_p50_ms"`
 	ServerCores   *float64 `json:"server_cores"`
 	Per100        *float64 `json:"server_cores_per_100_subs"`
+	ServerRSSMB   *float64 `json:"server_rss_mb"`
 	BenchCores    float64  `json:"bench_cores"`
 	Keyframes     int64    `json:"keyframes"`
 	N             int      `json:"n"`
@@ -88,7 +89,7 @@ func TestMedia(t *testing.T) {
 		s.JitterP50 == nil || s.BenchCores <= 0 {
 		t.Errorf("figures missing: %s", lines[len(lines)-1])
 	}
-	if s.ServerCores == nil || *s.ServerCores <= 0 || s.Per100 == nil {
+	if s.ServerCores == nil || *s.ServerCores <= 0 || s.Per100 == nil || s.ServerRSSMB == nil {
 		t.Errorf("server CPU missing: %s", lines[len(lines)-1])
 	}
 }
