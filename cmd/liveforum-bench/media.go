@@ -9,11 +9,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,6 +178,9 @@ type mediaBench struct {
 
 	pub  *mediaPublisher
 	subs []*mediaSub
+
+	delMu   sync.Mutex
+	delErrs map[string]int // failed DELETEs by reason
 }
 
 // benchMedia publishes, connects the subscribers, measures over the window and disconnects.
@@ -350,9 +355,12 @@ func (b *mediaBench) closeAll() {
 	if b.pub != nil {
 		b.pub.close(b)
 	}
+	b.warnDeletes()
 }
 
-// endSession DELETEs a WHIP or WHEP resource; errors only warn.
+// endSession DELETEs a WHIP or WHEP resource. A failure only warns, once per kind of failure at the
+// end of the run (a session the server already ended answers 404, and after an overload there can be
+// hundreds).
 func (b *mediaBench) endSession(location, token string) {
 	if location == "" {
 		return
@@ -366,14 +374,33 @@ func (b *mediaBench) endSession(location, token string) {
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := b.hc.Do(req)
 	if err != nil {
-		fmt.Fprintf(b.warn, "warning: DELETE %s: %v\n", location, err)
+		b.deleteFailed(err.Error())
 		return
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		fmt.Fprintf(b.warn, "warning: DELETE %s: %s\n", location, resp.Status)
+		b.deleteFailed(resp.Status)
 	}
+}
+
+func (b *mediaBench) deleteFailed(why string) {
+	b.delMu.Lock()
+	defer b.delMu.Unlock()
+	if b.delErrs == nil {
+		b.delErrs = map[string]int{}
+	}
+	b.delErrs[why]++
+}
+
+// warnDeletes reports the failed DELETEs, once.
+func (b *mediaBench) warnDeletes() {
+	b.delMu.Lock()
+	defer b.delMu.Unlock()
+	for _, why := range slices.Sorted(maps.Keys(b.delErrs)) {
+		fmt.Fprintf(b.warn, "warning: %d DELETEs of sessions failed: %s\n", b.delErrs[why], why)
+	}
+	b.delErrs = nil
 }
 
 // serverProfile fetches the server's CPU profile over d into -server-cpuprofile.
