@@ -169,6 +169,7 @@ type downTrack struct {
 	lastTS             uint32
 	sent               bool
 	waitKey            bool
+	out                rtp.Packet // the packet being written
 	dropped, forwarded atomic.Uint64
 
 	// Layer choice (simulcast): the subscriber's wish, and a cap lowered when it reports loss.
@@ -283,15 +284,19 @@ func (d *downTrack) forward(q queued) {
 		}
 		d.waitKey = false
 	}
-	out := *p
+	out := &d.out // reused: no allocation per packet per subscriber
+	*out = *p
 	out.Header.Extension = false
 	out.Header.Extensions = nil
 	out.SequenceNumber = p.SequenceNumber + d.seqOff
 	out.Timestamp = p.Timestamp + d.tsOff
-	if err := (*d.write.Load())(&out); err != nil {
+	err := (*d.write.Load())(out)
+	seq, ts := out.SequenceNumber, out.Timestamp
+	*out = rtp.Packet{} // keep no reference to the shared payload
+	if err != nil {
 		return
 	}
-	d.lastSeq, d.lastTS, d.sent = out.SequenceNumber, out.Timestamp, true
+	d.lastSeq, d.lastTS, d.sent = seq, ts, true
 	d.forwarded.Add(1)
 }
 
