@@ -13,6 +13,7 @@ import (
 	"github.com/liveforum/liveforum/broker"
 	"github.com/liveforum/liveforum/client"
 	"github.com/liveforum/liveforum/internal/redistest"
+	"github.com/liveforum/liveforum/internal/rtctest"
 	"github.com/liveforum/liveforum/protocol"
 	"github.com/liveforum/liveforum/rooms"
 	"github.com/liveforum/liveforum/signaling"
@@ -58,7 +59,7 @@ func TestMediaAcrossNodes(t *testing.T) {
 	speaker := a.dial(client.Options{Token: a.token(room, "sp", "Speaker", auth.RoleSpeaker)})
 	join(t, speaker, room)
 	enc := newWHIPEncoder(t, true, true, 's')
-	reply, err := mediaRequest(t, speaker, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, enc.pc)})
+	reply, err := mediaRequest(t, speaker, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, enc.pc)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestMediaAcrossNodes(t *testing.T) {
 	other := b.dial(client.Options{Token: b.token(room, "sp2", "Second speaker", auth.RoleSpeaker)})
 	join(t, other, room)
 	enc2 := newWHIPEncoder(t, true, true, 't')
-	reply, err = mediaRequest(t, other, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, enc2.pc)})
+	reply, err = mediaRequest(t, other, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, enc2.pc)})
 	if err != nil {
 		t.Fatalf("publishing from node B: %v", err)
 	}
@@ -100,7 +101,7 @@ func TestMediaAcrossNodes(t *testing.T) {
 	if _, err := mediaRequest(t, mod, protocol.TypeMediaMute, room, protocol.MediaMute{Identity: "sp", Kind: "audio", Muted: true}); err != nil {
 		t.Fatalf("muting across nodes: %v", err)
 	}
-	_, err = mediaRequest(t, viewer.c, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, newWHIPEncoder(t, true, false, 'x').pc)})
+	_, err = mediaRequest(t, viewer.c, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, newWHIPEncoder(t, true, false, 'x').pc)})
 	wantCode(t, err, protocol.CodeForbidden, "a participant on node B publishes")
 }
 
@@ -116,7 +117,7 @@ func TestWHIPAndWHEPAcrossNodes(t *testing.T) {
 	speaker := a.dial(client.Options{Token: a.token(room, "sp", "Speaker", auth.RoleSpeaker)})
 	join(t, speaker, room)
 	enc := newWHIPEncoder(t, true, true, 's')
-	reply, err := mediaRequest(t, speaker, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, enc.pc)})
+	reply, err := mediaRequest(t, speaker, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, enc.pc)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +128,7 @@ func TestWHIPAndWHEPAcrossNodes(t *testing.T) {
 	enc.answer(t, answer.SDP)
 
 	obs := newWHIPEncoder(t, true, true, 'o')
-	resp, body := b.call(t, "POST", "/whip/"+room, b.token(room, "obs", "OBS", auth.RoleSpeaker), "application/sdp", completeOffer(t, obs.pc))
+	resp, body := b.call(t, "POST", "/whip/"+room, b.token(room, "obs", "OBS", auth.RoleSpeaker), "application/sdp", rtctest.Offer(t, obs.pc))
 	created(t, resp, body, "/whip/"+room)
 	obs.answer(t, string(body))
 	r, _ := ea.Room(room)
@@ -138,7 +139,7 @@ func TestWHIPAndWHEPAcrossNodes(t *testing.T) {
 
 	player := newWHEPPlayer(t)
 	viewer := b.token(room, "vi", "Viewer", auth.RoleParticipant)
-	resp, body = b.call(t, "POST", "/whep/"+room, viewer, "application/sdp", completeOffer(t, player.pc))
+	resp, body = b.call(t, "POST", "/whep/"+room, viewer, "application/sdp", rtctest.Offer(t, player.pc))
 	whep := created(t, resp, body, "/whep/"+room)
 	player.answer(t, string(body))
 	waitUntil(t, "the WHEP player on node B receives the stage from node A", func() bool {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/liveforum/liveforum/auth"
 	"github.com/liveforum/liveforum/client"
+	"github.com/liveforum/liveforum/internal/rtctest"
 	"github.com/liveforum/liveforum/protocol"
 )
 
@@ -31,7 +32,7 @@ type stageViewer struct {
 
 func newStageViewer(t *testing.T, ts *testServer, room, identity string, role auth.Role) *stageViewer {
 	t.Helper()
-	v := &stageViewer{pc: whipPeer(t), offers: make(chan string, 16), packets: map[string]int{}, marks: map[string]byte{}}
+	v := &stageViewer{pc: rtctest.PeerConnection(t), offers: make(chan string, 16), packets: map[string]int{}, marks: map[string]byte{}}
 	v.c = ts.dial(client.Options{Token: ts.token(room, identity, identity, role),
 		OnMedia: func(r, typ string, data json.RawMessage) {
 			var m protocol.MediaSDP
@@ -64,7 +65,7 @@ func newStageViewer(t *testing.T, ts *testServer, room, identity string, role au
 			case <-stop:
 				return
 			case sdp := <-v.offers:
-				answer, err := answerOffer(v.pc, sdp)
+				answer, err := rtctest.Answer(v.pc, sdp)
 				if err == nil {
 					ctx, cancel := context.WithTimeout(context.Background(), whipWait)
 					_, err = v.c.Send(ctx, protocol.TypeMediaAnswer, room, protocol.MediaSDP{SDP: answer})
@@ -78,26 +79,6 @@ func newStageViewer(t *testing.T, ts *testServer, room, identity string, role au
 	}()
 	t.Cleanup(func() { close(stop); <-done })
 	return v
-}
-
-func answerOffer(pc *webrtc.PeerConnection, offer string) (string, error) {
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return "", err
-	}
-	a, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return "", err
-	}
-	g := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(a); err != nil {
-		return "", err
-	}
-	select {
-	case <-g:
-	case <-time.After(whipWait):
-		return "", errors.New("gathering took too long")
-	}
-	return pc.LocalDescription().SDP, nil
 }
 
 func (v *stageViewer) count(kind string) int {
@@ -145,7 +126,7 @@ func TestMediaOverTheWebsocket(t *testing.T) {
 	speaker := ts.dial(client.Options{Token: ts.token(room, "sp", "Speaker", auth.RoleSpeaker)})
 	join(t, speaker, room)
 	enc := newWHIPEncoder(t, true, true, 's')
-	reply, err = mediaRequest(t, speaker, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, enc.pc)})
+	reply, err = mediaRequest(t, speaker, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, enc.pc)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +141,7 @@ func TestMediaOverTheWebsocket(t *testing.T) {
 
 	// Who may do what.
 	other := newWHIPEncoder(t, true, true, 'p')
-	_, err = mediaRequest(t, viewer.c, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, other.pc)})
+	_, err = mediaRequest(t, viewer.c, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, other.pc)})
 	wantCode(t, err, protocol.CodeForbidden, "a participant publishes")
 	_, err = mediaRequest(t, viewer.c, protocol.TypeMediaMute, room, protocol.MediaMute{Identity: "sp", Kind: "audio", Muted: true})
 	wantCode(t, err, protocol.CodeForbidden, "a participant mutes the speaker")
@@ -207,10 +188,10 @@ func TestMediaInterpreterAudioOnly(t *testing.T) {
 	in := ts.dial(client.Options{Token: ts.token(room, "in", "Interpreter", auth.RoleInterpreter)})
 	join(t, in, room)
 	both := newWHIPEncoder(t, true, true, 'i')
-	_, err := mediaRequest(t, in, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, both.pc)})
+	_, err := mediaRequest(t, in, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, both.pc)})
 	wantCode(t, err, protocol.CodeForbidden, "an interpreter publishes video")
 	audio := newWHIPEncoder(t, false, true, 'i')
-	if _, err := mediaRequest(t, in, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: completeOffer(t, audio.pc)}); err != nil {
+	if _, err := mediaRequest(t, in, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, audio.pc)}); err != nil {
 		t.Fatalf("an interpreter publishes audio: %v", err)
 	}
 }

@@ -10,12 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/liveforum/liveforum/auth"
+	"github.com/liveforum/liveforum/internal/rtctest"
 	"github.com/liveforum/liveforum/rooms"
 	"github.com/liveforum/liveforum/signaling"
 )
@@ -52,51 +51,6 @@ func newMediaTestServer(t *testing.T, mod func(*Config, *rooms.Config)) (*testSe
 	return ts, e
 }
 
-// whipPeer is a pion peer connection with ICE on loopback only (see ../shared/TESTING.md).
-func whipPeer(t *testing.T) *webrtc.PeerConnection {
-	t.Helper()
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	return pc
-}
-
-// completeOffer makes pc's offer with every candidate gathered (no trickle, as WHIP clients mostly do).
-func completeOffer(t *testing.T, pc *webrtc.PeerConnection) string {
-	t.Helper()
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-g:
-	case <-time.After(whipWait):
-		t.Fatal("gathering candidates took too long")
-	}
-	return pc.LocalDescription().SDP
-}
-
 var (
 	vp8  = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
 	opus = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
@@ -115,7 +69,7 @@ type whipEncoder struct {
 // newWHIPEncoder prepares an encoder's peer connection with the given tracks (video and/or audio).
 func newWHIPEncoder(t *testing.T, video, audio bool, mark byte) *whipEncoder {
 	t.Helper()
-	enc := &whipEncoder{pc: whipPeer(t), mark: mark, stop: make(chan struct{})}
+	enc := &whipEncoder{pc: rtctest.PeerConnection(t), mark: mark, stop: make(chan struct{})}
 	add := func(c webrtc.RTPCodecCapability, id string) *webrtc.TrackLocalStaticRTP {
 		tr, err := webrtc.NewTrackLocalStaticRTP(c, id, "obs")
 		if err != nil {
@@ -204,7 +158,7 @@ type whepPlayer struct {
 
 func newWHEPPlayer(t *testing.T) *whepPlayer {
 	t.Helper()
-	p := &whepPlayer{pc: whipPeer(t), packets: map[string]int{}, marks: map[string]byte{}}
+	p := &whepPlayer{pc: rtctest.PeerConnection(t), packets: map[string]int{}, marks: map[string]byte{}}
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := p.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)
@@ -289,7 +243,7 @@ func TestWHIPToWHEP(t *testing.T) {
 	speaker := ts.token("stage", "ana", "Ana", auth.RoleSpeaker) // names the room: creates it (-auto-create)
 
 	enc := newWHIPEncoder(t, true, true, 'a')
-	resp, body := ts.call(t, "POST", "/whip/stage", speaker, "application/sdp", completeOffer(t, enc.pc))
+	resp, body := ts.call(t, "POST", "/whip/stage", speaker, "application/sdp", rtctest.Offer(t, enc.pc))
 	whip := created(t, resp, body, "/whip/stage")
 	links := resp.Header.Values("Link")
 	wantLinks := []string{`<stun:stun.example.org:3478>; rel="ice-server"`,
@@ -304,7 +258,7 @@ func TestWHIPToWHEP(t *testing.T) {
 
 	player := newWHEPPlayer(t)
 	viewer := ts.token("*", "bo", "Bo", auth.RoleParticipant)
-	resp, body = ts.call(t, "POST", "/whep/stage", viewer, "application/sdp", completeOffer(t, player.pc))
+	resp, body = ts.call(t, "POST", "/whep/stage", viewer, "application/sdp", rtctest.Offer(t, player.pc))
 	whep := created(t, resp, body, "/whep/stage")
 	player.answer(t, string(body))
 	waitUntil(t, "the viewer receives video and audio", func() bool {
@@ -348,7 +302,7 @@ func TestWHIPRefusals(t *testing.T) {
 	if _, err := ts.reg.Create(t.Context(), rooms.Settings{Name: "hall"}); err != nil {
 		t.Fatal(err)
 	}
-	av := completeOffer(t, newWHIPEncoder(t, true, true, 0).pc)
+	av := rtctest.Offer(t, newWHIPEncoder(t, true, true, 0).pc)
 	speaker := ts.token("hall", "ana", "Ana", auth.RoleSpeaker)
 	expired, err := ts.keys.Sign(auth.Claims{Room: "hall", Identity: "ana", Name: "Ana", Role: auth.RoleSpeaker,
 		Expires: time.Now().Add(-time.Hour)})
@@ -410,7 +364,7 @@ func TestWHIPInterpreterAndWhoMayDelete(t *testing.T) {
 	}
 	start := func(identity string) string {
 		enc := newWHIPEncoder(t, false, true, 'i')
-		resp, body := ts.call(t, "POST", "/whip/hall", ts.token("hall", identity, "Iva", auth.RoleInterpreter), "application/sdp", completeOffer(t, enc.pc))
+		resp, body := ts.call(t, "POST", "/whip/hall", ts.token("hall", identity, "Iva", auth.RoleInterpreter), "application/sdp", rtctest.Offer(t, enc.pc))
 		loc := created(t, resp, body, "/whip/hall")
 		enc.answer(t, string(body))
 		return loc
@@ -446,7 +400,7 @@ func TestWHEPGuests(t *testing.T) {
 		t.Fatal(err)
 	}
 	player := newWHEPPlayer(t)
-	offer := completeOffer(t, player.pc)
+	offer := rtctest.Offer(t, player.pc)
 	resp, body := ts.call(t, "POST", "/whep/open-house", "", "application/sdp", offer)
 	loc := created(t, resp, body, "/whep/open-house")
 	if st, err := ts.reg.Get(t.Context(), "open-house"); err != nil || !st.Guests {
@@ -495,7 +449,7 @@ func TestWHIPCORS(t *testing.T) {
 func TestWHIPShutdownAndMediaOff(t *testing.T) {
 	ts, e := newMediaTestServer(t, nil)
 	enc := newWHIPEncoder(t, true, true, 'a')
-	offer := completeOffer(t, enc.pc)
+	offer := rtctest.Offer(t, enc.pc)
 	speaker := ts.token("hall", "ana", "Ana", auth.RoleSpeaker)
 	resp, body := ts.call(t, "POST", "/whip/hall", speaker, "application/sdp", offer)
 	created(t, resp, body, "/whip/hall")

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/liveforum/liveforum/internal/rtctest"
 )
 
 // The tests' media: real pion peers on loopback talking to a real Engine. Nothing is mocked; a test that
@@ -41,54 +41,6 @@ func newTestEngine(t *testing.T, mod func(*Config)) *Engine {
 	return e
 }
 
-// clientAPI is a browser stand-in: pion with the default codecs and interceptors, ICE on loopback only.
-func clientAPI(t *testing.T) *webrtc.API {
-	t.Helper()
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		t.Fatal(err)
-	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-}
-
-func newClientPC(t *testing.T) *webrtc.PeerConnection {
-	t.Helper()
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	return pc
-}
-
-// offerOf makes pc's complete offer (all candidates gathered).
-func offerOf(t *testing.T, pc *webrtc.PeerConnection) string {
-	t.Helper()
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-g
-	return pc.LocalDescription().SDP
-}
-
 // testPublisher is a client that publishes synthetic VP8 video (a keyframe every 30 frames) and Opus
 // audio; each payload's last byte is the publisher's mark, so a subscriber can tell whose packet it got.
 type testPublisher struct {
@@ -109,7 +61,7 @@ func publish(t *testing.T, r *Room, identity string, mark byte) *testPublisher {
 // publishCodec publishes with the given video codec (the payloads stay VP8-shaped: the SFU does not decode).
 func publishCodec(t *testing.T, r *Room, identity string, mark byte, video webrtc.RTPCodecCapability) *testPublisher {
 	t.Helper()
-	tp := &testPublisher{pc: newClientPC(t), mark: mark, stop: make(chan struct{})}
+	tp := &testPublisher{pc: rtctest.PeerConnection(t), mark: mark, stop: make(chan struct{})}
 	var err error
 	tp.video, err = webrtc.NewTrackLocalStaticRTP(video, "cam", identity)
 	if err != nil {
@@ -126,7 +78,7 @@ func publishCodec(t *testing.T, r *Room, identity string, mark byte, video webrt
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	pub, answer, err := r.Publish(ctx, identity, offerOf(t, tp.pc))
+	pub, answer, err := r.Publish(ctx, identity, rtctest.Offer(t, tp.pc))
 	if err != nil {
 		t.Fatalf("publish %s: %v", identity, err)
 	}
@@ -201,7 +153,7 @@ type testSubscriber struct {
 }
 
 func newTestSubscriber(t *testing.T) *testSubscriber {
-	ts := &testSubscriber{pc: newClientPC(t), offers: make(chan string, 16),
+	ts := &testSubscriber{pc: rtctest.PeerConnection(t), offers: make(chan string, 16),
 		packets: map[string]int{}, marks: map[string][]byte{}, seqs: map[string][]uint16{}}
 	ts.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		kind := tr.Kind().String()
@@ -240,7 +192,11 @@ func subscribe(t *testing.T, r *Room, identity string) *testSubscriber {
 		for {
 			select {
 			case offer := <-ts.offers:
-				if err := s.Answer(answerToQuiet(ts.pc, offer)); err != nil {
+				answer, err := rtctest.Answer(ts.pc, offer)
+				if err == nil {
+					err = s.Answer(answer)
+				}
+				if err != nil {
 					select {
 					case <-done: // the test is over: its peer connections are closing
 					default:
@@ -254,23 +210,6 @@ func subscribe(t *testing.T, r *Room, identity string) *testSubscriber {
 	}()
 	t.Cleanup(func() { close(done); s.Close(); <-exited })
 	return ts
-}
-
-// answerToQuiet is answerTo for goroutines other than the test's (errors come back as an empty answer).
-func answerToQuiet(pc *webrtc.PeerConnection, offer string) string {
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return ""
-	}
-	a, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return ""
-	}
-	g := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(a); err != nil {
-		return ""
-	}
-	<-g
-	return pc.LocalDescription().SDP
 }
 
 func (ts *testSubscriber) count(kind string) int {
@@ -326,7 +265,7 @@ type simulcastPublisher struct {
 
 func publishSimulcast(t *testing.T, r *Room, identity string) *simulcastPublisher {
 	t.Helper()
-	sp := &simulcastPublisher{pc: newClientPC(t), stop: make(chan struct{})}
+	sp := &simulcastPublisher{pc: rtctest.PeerConnection(t), stop: make(chan struct{})}
 	var sender *webrtc.RTPSender
 	for i, rid := range []string{"q", "h", "f"} {
 		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
@@ -346,7 +285,7 @@ func publishSimulcast(t *testing.T, r *Room, identity string) *simulcastPublishe
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	_, answer, err := r.Publish(ctx, identity, offerOf(t, sp.pc))
+	_, answer, err := r.Publish(ctx, identity, rtctest.Offer(t, sp.pc))
 	if err != nil {
 		t.Fatalf("publish simulcast: %v", err)
 	}

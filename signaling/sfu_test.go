@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/liveforum/liveforum/internal/rtctest"
 	"go.uber.org/goleak"
 )
 
@@ -140,7 +142,7 @@ func TestStageFollowsTheNewestSpeaker(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	s, answer, err := r.SubscribeStage(ctx, "viewer", offerOf(t, ts.pc))
+	s, answer, err := r.SubscribeStage(ctx, "viewer", rtctest.Offer(t, ts.pc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +186,7 @@ func TestStageCarriesTheSpeakersCodec(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	s, answer, err := r.SubscribeStage(ctx, "viewer", offerOf(t, ts.pc))
+	s, answer, err := r.SubscribeStage(ctx, "viewer", rtctest.Offer(t, ts.pc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,13 +208,13 @@ func TestBadOffers(t *testing.T) {
 	if _, _, err := r.Publish(ctx, "ana", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"); !errors.Is(err, ErrBadSDP) {
 		t.Errorf("publish without media: %v, want ErrBadSDP", err)
 	}
-	pc := newClientPC(t)
+	pc := rtctest.PeerConnection(t)
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := r.Publish(ctx, "ana", offerOf(t, pc)); !errors.Is(err, ErrTooManyTracks) {
+	if _, _, err := r.Publish(ctx, "ana", rtctest.Offer(t, pc)); !errors.Is(err, ErrTooManyTracks) {
 		t.Errorf("publish two tracks where one is allowed: %v, want ErrTooManyTracks", err)
 	}
 	if _, _, err := r.SubscribeStage(ctx, "viewer", "v=0\r\n"); !errors.Is(err, ErrBadSDP) {
@@ -290,11 +292,11 @@ func TestMuteHoldsOverARepublish(t *testing.T) {
 func TestPublicIPsInCandidates(t *testing.T) {
 	e := newTestEngine(t, func(c *Config) { c.ICE.NAT1To1IPs = []string{"203.0.113.7"} })
 	r, _ := e.Room("plaza")
-	pc := newClientPC(t)
+	pc := rtctest.PeerConnection(t)
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
 		t.Fatal(err)
 	}
-	_, answer, err := r.Publish(context.Background(), "ana", offerOf(t, pc))
+	_, answer, err := r.Publish(context.Background(), "ana", rtctest.Offer(t, pc))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,96 @@
+// Package rtctest makes pion peer connections for tests: a browser stand-in with pion's default codecs and
+// interceptors (plus the simulcast header extensions), ICE over UDP on loopback only (../shared/TESTING.md,
+// "pion on loopback"), and complete descriptions (every candidate gathered: no trickle). The peers are real;
+// they talk to a real SFU over real sockets.
+package rtctest
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// gatherTimeout bounds the gathering of a description's candidates.
+const gatherTimeout = 15 * time.Second
+
+// PeerConnection returns a new peer connection on loopback, closed when t ends.
+func PeerConnection(t testing.TB) *webrtc.PeerConnection {
+	t.Helper()
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil { // includes the simulcast extensions
+		t.Fatal(err)
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	return pc
+}
+
+// Offer returns pc's complete offer, set as its local description.
+func Offer(t testing.TB, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	o, err := pc.CreateOffer(nil)
+	if err == nil {
+		err = setLocal(pc, o)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc.LocalDescription().SDP
+}
+
+// Answer sets a remote offer on pc and returns its complete answer. It reports errors instead of failing
+// a test, so goroutines that answer a server's renegotiations can use it.
+func Answer(pc *webrtc.PeerConnection, offer string) (string, error) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", err
+	}
+	a, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = setLocal(pc, a)
+	}
+	if err != nil {
+		return "", err
+	}
+	return pc.LocalDescription().SDP, nil
+}
+
+// SetAnswer sets a remote answer on pc.
+func SetAnswer(t testing.TB, pc *webrtc.PeerConnection, answer string) {
+	t.Helper()
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setLocal sets the local description and waits until every candidate is gathered.
+func setLocal(pc *webrtc.PeerConnection, d webrtc.SessionDescription) error {
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(d); err != nil {
+		return err
+	}
+	select {
+	case <-gathered:
+		return nil
+	case <-time.After(gatherTimeout):
+		return errors.New("rtctest: gathering candidates took over 15 s")
+	}
+}
