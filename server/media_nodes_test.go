@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,15 +58,7 @@ func TestMediaAcrossNodes(t *testing.T) {
 	speaker := a.dial(client.Options{Token: a.token(room, "sp", "Speaker", auth.RoleSpeaker)})
 	join(t, speaker, room)
 	enc := newWHIPEncoder(t, true, true, 's')
-	reply, err := mediaRequest(t, speaker, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, enc.pc)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var answer protocol.MediaSDP
-	if err := json.Unmarshal(reply, &answer); err != nil {
-		t.Fatal(err)
-	}
-	enc.answer(t, answer.SDP)
+	publishOverWS(t, speaker, room, enc)
 
 	viewer := newStageViewer(t, b, room, "vi", auth.RoleParticipant)
 	if _, err := mediaRequest(t, viewer.c, protocol.TypeMediaSubscribe, room, nil); err != nil {
@@ -84,14 +75,7 @@ func TestMediaAcrossNodes(t *testing.T) {
 	other := b.dial(client.Options{Token: b.token(room, "sp2", "Second speaker", auth.RoleSpeaker)})
 	join(t, other, room)
 	enc2 := newWHIPEncoder(t, true, true, 't')
-	reply, err = mediaRequest(t, other, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, enc2.pc)})
-	if err != nil {
-		t.Fatalf("publishing from node B: %v", err)
-	}
-	if err := json.Unmarshal(reply, &answer); err != nil {
-		t.Fatal(err)
-	}
-	enc2.answer(t, answer.SDP)
+	publishOverWS(t, other, room, enc2)
 	r, _ := ea.Room(room)
 	waitUntil(t, "both speakers publish on node A", func() bool { return len(r.Publishers()) == 2 })
 
@@ -101,7 +85,7 @@ func TestMediaAcrossNodes(t *testing.T) {
 	if _, err := mediaRequest(t, mod, protocol.TypeMediaMute, room, protocol.MediaMute{Identity: "sp", Kind: "audio", Muted: true}); err != nil {
 		t.Fatalf("muting across nodes: %v", err)
 	}
-	_, err = mediaRequest(t, viewer.c, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, newWHIPEncoder(t, true, false, 'x').pc)})
+	_, err := mediaRequest(t, viewer.c, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, newWHIPEncoder(t, true, false, 'x').pc)})
 	wantCode(t, err, protocol.CodeForbidden, "a participant on node B publishes")
 }
 
@@ -117,15 +101,7 @@ func TestWHIPAndWHEPAcrossNodes(t *testing.T) {
 	speaker := a.dial(client.Options{Token: a.token(room, "sp", "Speaker", auth.RoleSpeaker)})
 	join(t, speaker, room)
 	enc := newWHIPEncoder(t, true, true, 's')
-	reply, err := mediaRequest(t, speaker, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, enc.pc)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var answer protocol.MediaSDP
-	if err := json.Unmarshal(reply, &answer); err != nil {
-		t.Fatal(err)
-	}
-	enc.answer(t, answer.SDP)
+	publishOverWS(t, speaker, room, enc)
 
 	obs := newWHIPEncoder(t, true, true, 'o')
 	resp, body := b.call(t, "POST", "/whip/"+room, b.token(room, "obs", "OBS", auth.RoleSpeaker), "application/sdp", rtctest.Offer(t, obs.pc))

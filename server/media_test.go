@@ -100,6 +100,20 @@ func mediaRequest(t *testing.T, c *client.Client, typ, room string, data any) (j
 	return c.Send(ctx, typ, room, data)
 }
 
+// publishOverWS publishes the encoder's tracks with media.publish and starts it sending.
+func publishOverWS(t *testing.T, c *client.Client, room string, enc *whipEncoder) {
+	t.Helper()
+	reply, err := mediaRequest(t, c, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, enc.pc)})
+	if err != nil {
+		t.Fatalf("media.publish in %s: %v", room, err)
+	}
+	var answer protocol.MediaSDP
+	if err := json.Unmarshal(reply, &answer); err != nil {
+		t.Fatal(err)
+	}
+	enc.answer(t, answer.SDP)
+}
+
 func wantCode(t *testing.T, err error, code, what string) {
 	t.Helper()
 	var re *client.RequestError
@@ -126,15 +140,7 @@ func TestMediaOverTheWebsocket(t *testing.T) {
 	speaker := ts.dial(client.Options{Token: ts.token(room, "sp", "Speaker", auth.RoleSpeaker)})
 	join(t, speaker, room)
 	enc := newWHIPEncoder(t, true, true, 's')
-	reply, err = mediaRequest(t, speaker, protocol.TypeMediaPublish, room, protocol.MediaSDP{SDP: rtctest.Offer(t, enc.pc)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var answer protocol.MediaSDP
-	if err := json.Unmarshal(reply, &answer); err != nil {
-		t.Fatal(err)
-	}
-	enc.answer(t, answer.SDP)
+	publishOverWS(t, speaker, room, enc)
 	waitUntil(t, "the viewer receives the speaker's video and audio", func() bool {
 		return viewer.count("video") > 20 && viewer.count("audio") > 20 && viewer.mark("video") == 's'
 	})
