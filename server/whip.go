@@ -406,11 +406,6 @@ func (s *Server) startMedia(w http.ResponseWriter, r *http.Request, kind string)
 	if s.whip.count() >= MaxHTTPMediaSessions { // checked again when the session is added
 		return errTooManySessions
 	}
-	room, err := engine.Room(name)
-	if err != nil {
-		return err
-	}
-
 	ms := &httpMediaSession{id: uuid.NewString(), kind: kind, room: name}
 	if c.claims != nil {
 		ms.identity, ms.token = c.claims.Identity, sha256.Sum256([]byte(c.token))
@@ -423,6 +418,12 @@ func (s *Server) startMedia(w http.ResponseWriter, r *http.Request, kind string)
 	holder, err := s.relay.holder(ctx, name)
 	if err != nil {
 		return err
+	}
+	var room *signaling.Room
+	if holder == s.relay.node {
+		if room, err = engine.Room(name); err != nil { // only where the session runs: an empty one stays
+			return err
+		}
 	}
 	var answer string
 	switch {

@@ -98,7 +98,8 @@ func answerOffer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (
 
 // Publish starts the member's publishing from its SDP offer and returns the answer. A member who already
 // publishes in the room is replaced. The caller has checked that the member may publish.
-func (r *Room) Publish(ctx context.Context, identity, offer string) (*Publisher, string, error) {
+func (r *Room) Publish(ctx context.Context, identity, offer string) (_ *Publisher, _ string, err error) {
+	defer r.forgetIfFailed(&err)
 	cfg := r.e.cfg
 	if err := checkOffer(offer, cfg.MaxTracksPerPublisher); err != nil {
 		return nil, "", err
@@ -126,10 +127,11 @@ func (r *Room) Publish(ctx context.Context, identity, offer string) (*Publisher,
 		_ = pc.Close()
 		return nil, "", err
 	}
-	r.mu.Lock()
-	old := r.pubs[identity]
-	r.pubs[identity] = p
-	r.mu.Unlock()
+	var old *Publisher
+	if err := r.enlist(func() { old, r.pubs[identity] = r.pubs[identity], p }); err != nil {
+		_ = pc.Close()
+		return nil, "", err
+	}
 	if old != nil {
 		old.Close()
 	}

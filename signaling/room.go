@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -120,6 +121,35 @@ func (r *Room) trackAdded(u *source) {
 func (r *Room) trackRemoved(u *source) {
 	for _, s := range r.subscribers() {
 		s.trackRemoved(u)
+	}
+}
+
+// enlist runs add (which registers a session) under the room's lock, first putting the room back into its
+// engine if the engine forgot it meanwhile (it was empty for a moment): a session must never land in a room
+// that later lookups do not find. It fails, rarely, when another room of the name has taken its place.
+func (r *Room) enlist(add func()) error {
+	r.e.mu.Lock()
+	defer r.e.mu.Unlock()
+	if r.e.closed {
+		return ErrClosed
+	}
+	if cur := r.e.rooms[r.name]; cur != r {
+		if cur != nil {
+			return fmt.Errorf("%w: room %q was renewed meanwhile; try again", ErrClosed, r.name)
+		}
+		r.e.rooms[r.name] = r
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	add()
+	return nil
+}
+
+// forgetIfFailed drops the room from its engine if a session failed to start in it and it has none
+// (bad offers must not leave empty rooms behind).
+func (r *Room) forgetIfFailed(err *error) {
+	if *err != nil {
+		r.e.forget(r)
 	}
 }
 

@@ -304,3 +304,24 @@ func TestPublicIPsInCandidates(t *testing.T) {
 		t.Fatalf("answer's candidates should name 203.0.113.7 only:\n%s", answer)
 	}
 }
+
+// A room its engine forgot while empty (a failed offer, the last session gone) takes sessions again
+// through a Room value obtained before: they land where later lookups find them.
+func TestForgottenRoomIsFoundAgain(t *testing.T) {
+	e := newTestEngine(t, nil)
+	r, _ := e.Room("plaza")
+	if _, _, err := r.Publish(context.Background(), "ana", "garbage"); !errors.Is(err, ErrBadSDP) {
+		t.Fatalf("bad offer: %v", err)
+	}
+	e.mu.Lock()
+	_, kept := e.rooms["plaza"]
+	e.mu.Unlock()
+	if kept {
+		t.Fatal("a failed offer left an empty room in the engine")
+	}
+	publish(t, r, "ana", 'a') // on the Room value from before
+	again, _ := e.Room("plaza")
+	if again != r || len(again.Publishers()) != 1 {
+		t.Fatalf("a later lookup finds another room (%v) or no publisher (%v)", again != r, again.Publishers())
+	}
+}

@@ -58,7 +58,8 @@ func (r *Room) newSubscriber(identity string) (*Subscriber, error) {
 // Subscribe starts sending the room's stage to a member. The server makes the offers: onOffer receives
 // each (the first one before Subscribe returns, later ones when the stage changes), and the member's
 // answer to each goes to Answer.
-func (r *Room) Subscribe(identity string, onOffer func(sdp string)) (*Subscriber, error) {
+func (r *Room) Subscribe(identity string, onOffer func(sdp string)) (_ *Subscriber, err error) {
+	defer r.forgetIfFailed(&err)
 	s, err := r.newSubscriber(identity)
 	if err != nil {
 		return nil, err
@@ -70,9 +71,10 @@ func (r *Room) Subscribe(identity string, onOffer func(sdp string)) (*Subscriber
 		_ = s.pc.Close()
 		return nil, err
 	}
-	r.mu.Lock()
-	r.subs[s] = struct{}{}
-	r.mu.Unlock()
+	if err := r.enlist(func() { r.subs[s] = struct{}{} }); err != nil {
+		_ = s.pc.Close()
+		return nil, err
+	}
 	s.mu.Lock()
 	for _, u := range r.tracks() {
 		s.addDownLocked(u)
@@ -88,7 +90,8 @@ func (r *Room) Subscribe(identity string, onOffer func(sdp string)) (*Subscriber
 
 // SubscribeStage answers a member's offer (WHEP) with the room's stage: the current speaker's video and
 // audio, following whoever speaks next. No renegotiation is needed later.
-func (r *Room) SubscribeStage(ctx context.Context, identity, offer string) (*Subscriber, string, error) {
+func (r *Room) SubscribeStage(ctx context.Context, identity, offer string) (_ *Subscriber, _ string, err error) {
+	defer r.forgetIfFailed(&err)
 	kinds, err := offerKinds(offer)
 	if err != nil {
 		return nil, "", err
@@ -140,9 +143,11 @@ func (r *Room) SubscribeStage(ctx context.Context, identity, offer string) (*Sub
 		_ = s.pc.Close()
 		return nil, "", fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
-	r.mu.Lock()
-	r.subs[s] = struct{}{}
-	r.mu.Unlock()
+	if err := r.enlist(func() { r.subs[s] = struct{}{} }); err != nil {
+		s.closeDowns()
+		_ = s.pc.Close()
+		return nil, "", err
+	}
 	s.refreshStage()
 	go s.selectLayers()
 	return s, s.pc.LocalDescription().SDP, nil
