@@ -134,22 +134,7 @@ func TestStageFollowsTheNewestSpeaker(t *testing.T) {
 	e := newTestEngine(t, nil)
 	r, _ := e.Room("plaza")
 	publish(t, r, "ana", 'a')
-	ts := newTestSubscriber(t)
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-		if _, err := ts.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	s, answer, err := r.SubscribeStage(ctx, "viewer", rtctest.Offer(t, ts.pc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := ts.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	ts := watchStage(t, r)
 	eventually(t, "ana's video and audio on the stage", func() bool {
 		return ts.lastMark("video") == 'a' && ts.lastMark("audio") == 'a'
 	})
@@ -178,6 +163,13 @@ func TestStageCarriesTheSpeakersCodec(t *testing.T) {
 	publishCodec(t, r, "obs", 'h', webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"})
 	eventually(t, "the H.264 track is on stage", func() bool { return len(r.tracks()) == 2 })
+	ts := watchStage(t, r)
+	eventually(t, "the speaker's H.264 video reaches the viewer", func() bool { return ts.lastMark("video") == 'h' })
+}
+
+// watchStage is a WHEP-like viewer of the room's stage: it offers to receive video and audio.
+func watchStage(t *testing.T, r *Room) *testSubscriber {
+	t.Helper()
 	ts := newTestSubscriber(t)
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := ts.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
@@ -194,7 +186,7 @@ func TestStageCarriesTheSpeakersCodec(t *testing.T) {
 	if err := ts.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the speaker's H.264 video reaches the viewer", func() bool { return ts.lastMark("video") == 'h' })
+	return ts
 }
 
 // Offers that are not SDP, that carry no media or too many tracks are refused with their own errors.
