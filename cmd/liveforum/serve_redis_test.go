@@ -35,42 +35,7 @@ func TestServeWithRedisDevMode(t *testing.T) {
 			t.Fatalf("readyz %d", code)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ga, err := dialClient(t, client.Options{URL: "ws://" + a.addr + "/ws", Name: "A"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ga.Join(ctx, "made-on-a", client.JoinOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	gb, err := dialClient(t, client.Options{URL: "ws://" + b.addr + "/ws", Name: "B"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gb.Join(ctx, "made-on-a", client.JoinOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	off, err := gb.Chat(ctx, "made-on-a", "from b", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for seen := false; !seen; {
-		select {
-		case ev, ok := <-ga.Events():
-			if !ok {
-				t.Fatalf("client on node a ended: %v", ga.Err())
-			}
-			seen = ev.Offset == off
-		case <-ctx.Done():
-			t.Fatal("the message sent on node b did not reach node a")
-		}
-	}
-	for _, r := range []*running{a, b} {
-		if err := r.stop(t); err != nil {
-			t.Fatal(err)
-		}
-	}
+	chatAcross(t, a, b)
 }
 
 // A Redis that does not answer fails startup at once, with an error that names it; so does a bad URL.
@@ -116,6 +81,31 @@ func TestServeWithRedisCluster(t *testing.T) {
 			t.Fatalf("readyz %d", code)
 		}
 	}
+	chatAcross(t, a, b)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	start := time.Now()
+	err = serve(context.Background(), []string{"-addr", "127.0.0.1:0", "-redis-cluster", "-redis-url", "redis://:hunter2@" + dead + "?addr=" + dead},
+		io.Discard, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "Redis Cluster") || !strings.Contains(err.Error(), dead) ||
+		strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("unreachable cluster: %v", err)
+	}
+	if took := time.Since(start); took > redisConnectTimeout+time.Second {
+		t.Fatalf("took %v", took)
+	}
+	t.Logf("unreachable cluster, after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}
+
+// chatAcross has a guest on node b chat in a room a guest on node a made, checks that node a delivers it,
+// and stops both nodes.
+func chatAcross(t *testing.T, a, b *running) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ga, err := dialClient(t, client.Options{URL: "ws://" + a.addr + "/ws", Name: "A"})
@@ -152,22 +142,4 @@ func TestServeWithRedisCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String()
-	l.Close()
-	start := time.Now()
-	err = serve(context.Background(), []string{"-addr", "127.0.0.1:0", "-redis-cluster", "-redis-url", "redis://:hunter2@" + dead + "?addr=" + dead},
-		io.Discard, io.Discard, nil)
-	if err == nil || !strings.Contains(err.Error(), "Redis Cluster") || !strings.Contains(err.Error(), dead) ||
-		strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("unreachable cluster: %v", err)
-	}
-	if took := time.Since(start); took > redisConnectTimeout+time.Second {
-		t.Fatalf("took %v", took)
-	}
-	t.Logf("unreachable cluster, after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }
