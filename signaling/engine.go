@@ -25,6 +25,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -125,6 +126,9 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signaling: listen UDP %s: %w", cfg.ICE.UDPAddr, err)
 	}
+	// Best effort: the kernel caps the sizes at net.core.rmem_max / wmem_max (see docs/operations.md).
+	_ = e.udp.SetReadBuffer(socketBuffer)
+	_ = e.udp.SetWriteBuffer(socketBuffer)
 	e.udpMx = webrtc.NewICEUDPMux(nil, e.udp)
 
 	se := webrtc.SettingEngine{}
@@ -159,12 +163,13 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	// pion's default interceptors minus its stats interceptor (nothing here reads it; it cost ~5 % of the
-	// server's CPU in the media bench): NACK (a packet cache answers subscribers' NACKs; publishers are sent
-	// NACKs for what they lost), RTCP reports, simulcast header extensions (a publisher's layers arrive as one
-	// track per rid) and transport-wide congestion control feedback.
+	// pion's default interceptors minus two: its stats interceptor (nothing here reads it; it cost ~5 % of
+	// the server's CPU in the media bench) and its NACK responder, which copies every packet sent into a
+	// buffer per subscriber (the downTracks answer NACKs from their upTrack's one cache instead). Kept: NACKs
+	// sent to publishers for what they lost, RTCP reports, simulcast header extensions (a publisher's layers
+	// arrive as one track per rid) and transport-wide congestion control feedback to publishers.
 	for _, configure := range []func() error{
-		func() error { return webrtc.ConfigureNack(me, ir) },
+		func() error { return configureNackGenerator(me, ir) },
 		func() error { return webrtc.ConfigureRTCPReports(ir) },
 		func() error { return webrtc.ConfigureSimulcastExtensionHeaders(me) },
 		func() error { return webrtc.ConfigureTWCCSender(me, ir) },
@@ -177,6 +182,23 @@ func New(cfg Config) (*Engine, error) {
 	e.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	return e, nil
 }
+
+// configureNackGenerator negotiates NACK and PLI feedback for video and asks publishers for the packets
+// they lost; subscribers' NACKs are answered by their downTracks (readRTCP).
+func configureNackGenerator(me *webrtc.MediaEngine, ir *interceptor.Registry) error {
+	g, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return err
+	}
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	ir.Add(g)
+	return nil
+}
+
+// socketBuffer is the media socket's kernel buffer size asked for each way: every publisher's packets
+// arrive at this one socket, and a burst (a keyframe of several publishers) must not overflow it.
+const socketBuffer = 4 << 20
 
 // applyCandidateFilters restricts the gathered candidates to the configured interfaces and networks.
 func applyCandidateFilters(se *webrtc.SettingEngine, c ICEConfig) {

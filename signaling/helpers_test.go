@@ -153,7 +153,11 @@ type testSubscriber struct {
 }
 
 func newTestSubscriber(t *testing.T) *testSubscriber {
-	ts := &testSubscriber{pc: rtctest.PeerConnection(t), offers: make(chan string, 16),
+	return newTestSubscriberOn(rtctest.PeerConnection(t))
+}
+
+func newTestSubscriberOn(pc *webrtc.PeerConnection) *testSubscriber {
+	ts := &testSubscriber{pc: pc, offers: make(chan string, 16),
 		packets: map[string]int{}, marks: map[string][]byte{}, seqs: map[string][]uint16{}}
 	ts.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		kind := tr.Kind().String()
@@ -180,7 +184,13 @@ func newTestSubscriber(t *testing.T) *testSubscriber {
 // subscribe subscribes in the default mode and answers every offer the server makes.
 func subscribe(t *testing.T, r *Room, identity string) *testSubscriber {
 	t.Helper()
-	ts := newTestSubscriber(t)
+	return subscribeOn(t, r, identity, rtctest.PeerConnection(t))
+}
+
+// subscribeOn subscribes with the given client peer connection.
+func subscribeOn(t *testing.T, r *Room, identity string, pc *webrtc.PeerConnection) *testSubscriber {
+	t.Helper()
+	ts := newTestSubscriberOn(pc)
 	s, err := r.Subscribe(identity, func(sdp string) { ts.offers <- sdp })
 	if err != nil {
 		t.Fatal(err)

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
 
 	"github.com/liveforum/liveforum/internal/rtctest"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -315,5 +315,85 @@ func TestForgottenRoomIsFoundAgain(t *testing.T) {
 	again, _ := e.Room("plaza")
 	if again != r || len(again.Publishers()) != 1 {
 		t.Fatalf("a later lookup finds another room (%v) or no publisher (%v)", again != r, again.Publishers())
+	}
+}
+
+// A subscriber whose network loses one video packet in 15 asks for them again (NACK, from pion's
+// generator as a browser would) and gets every one: the server answers from the track's one packet cache.
+func TestNACKedPacketsAreResent(t *testing.T) {
+	e := newTestEngine(t, nil)
+	r, _ := e.Room("plaza")
+	publish(t, r, "ana", 'a')
+	pc, dropped := rtctest.LossyPeerConnection(t, 15)
+	s := subscribeOn(t, r, "bo", pc)
+	eventually(t, "300 video packets arrive", func() bool { return s.count("video") >= 300 })
+	if dropped.Load() == 0 {
+		t.Fatal("the lossy socket dropped nothing")
+	}
+	time.Sleep(500 * time.Millisecond) // the last NACKs answered
+	s.mu.Lock()
+	seqs := append([]uint16(nil), s.seqs["video"]...)
+	s.mu.Unlock()
+	got := map[uint16]bool{}
+	lo, hi := seqs[0], seqs[0]
+	for _, q := range seqs {
+		got[q] = true
+		if int16(q-lo) < 0 {
+			lo = q
+		}
+		if int16(q-hi) > 0 {
+			hi = q
+		}
+	}
+	var missing []uint16
+	for q := lo; q != hi-20; q++ { // the newest 20 may still be in flight
+		if !got[q] {
+			missing = append(missing, q)
+		}
+	}
+	var resent uint64
+	s.sub.mu.Lock()
+	for _, d := range s.sub.downs {
+		resent += d.resent.Load()
+	}
+	s.sub.mu.Unlock()
+	if len(missing) > 0 || resent == 0 {
+		t.Fatalf("%d RTP packets dropped by the network, %d resent by the server; video sequence numbers %d..%d missing %v",
+			dropped.Load(), resent, lo, hi, missing)
+	}
+	t.Logf("%d packets dropped by the network, %d resent, none missing among %d", dropped.Load(), resent, int(uint16(hi-20-lo)))
+}
+
+// With more subscribers than one goroutine writes to, a packet is split among workers; every subscriber
+// still gets every packet, in order.
+func TestLargeFanOutSplitsAmongWorkers(t *testing.T) {
+	defer func(n int) { fanChunk = n }(fanChunk)
+	fanChunk = 2
+	e := newTestEngine(t, nil)
+	r, _ := e.Room("plaza")
+	publish(t, r, "ana", 'a')
+	var subs []*testSubscriber
+	for _, id := range []string{"bo", "cy", "di", "ed", "fa"} {
+		subs = append(subs, subscribe(t, r, id))
+	}
+	for _, s := range subs {
+		eventually(t, "100 video packets arrive", func() bool { return s.count("video") >= 100 })
+	}
+	for i, s := range subs {
+		s.mu.Lock()
+		seqs := s.seqs["video"]
+		for j := 1; j < len(seqs); j++ {
+			if seqs[j] != seqs[j-1]+1 {
+				t.Errorf("subscriber %d: video sequence %d follows %d", i, seqs[j], seqs[j-1])
+				break
+			}
+		}
+		s.mu.Unlock()
+	}
+	p := r.Publisher("ana")
+	for _, u := range p.upTracks() {
+		if u.kind() == webrtc.RTPCodecTypeVideo && u.fanWorkers.Load() != 2 {
+			t.Errorf("video track: %d fan-out workers for 5 subscribers in chunks of 2, want 2", u.fanWorkers.Load())
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/sdp/v3"
@@ -21,6 +22,7 @@ type Subscriber struct {
 	pc       *webrtc.PeerConnection
 	stage    bool
 	onOffer  func(sdp string)
+	tcp      atomic.Bool // connected over ICE-TCP, where a write can block: every downTrack is isolated
 
 	mu     sync.Mutex
 	downs  map[*source]*downTrack // default mode
@@ -47,6 +49,9 @@ func (r *Room) newSubscriber(identity string) (*Subscriber, error) {
 		return nil, err
 	}
 	s := &Subscriber{room: r, identity: identity, pc: pc, downs: map[*source]*downTrack{}, done: make(chan struct{})}
+	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+		s.tcp.Store(p != nil && p.Local != nil && p.Local.Protocol == webrtc.ICEProtocolTCP)
+	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
 			go s.Close() // not from pion's callback: Close closes the peer connection
@@ -124,7 +129,6 @@ func (r *Room) SubscribeStage(ctx context.Context, identity, offer string) (_ *S
 		d := newDownTrack(s, local, r.e.cfg.QueuePackets)
 		d.sender = sender
 		s.stageD = append(s.stageD, d)
-		go d.run()
 		go d.readRTCP()
 	}
 	answer, err := s.pc.CreateAnswer(nil)
@@ -241,7 +245,6 @@ func (s *Subscriber) addDownLocked(u *source) {
 	d.sender = sender
 	d.source = u
 	s.downs[u] = d
-	go d.run()
 	go d.readRTCP()
 	d.follow(first)
 }

@@ -10,8 +10,10 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// upTrack is a publisher's track: one goroutine reads its packets and hands each to the downTracks that
-// follow it, without waiting for any of them.
+// upTrack is a publisher's track (or one simulcast layer of it). One goroutine reads its packets, keeps
+// the recent ones for retransmissions and hands each to the downTracks that follow it. A downTrack writes
+// at once on the reader's goroutine unless it has been isolated (slow or over TCP), when it queues; a
+// large fan-out is split among a few workers so one track's viewers can use several cores.
 type upTrack struct {
 	pub    *Publisher
 	src    *source
@@ -23,6 +25,15 @@ type upTrack struct {
 	mu    sync.Mutex                   // serialises changes to downs
 	ended chan struct{}
 
+	// cache holds the packets read most recently, by sequence number modulo cacheSize: every subscriber's
+	// retransmissions come from this one copy.
+	cache [cacheSize]atomic.Pointer[rtp.Packet]
+
+	// Owned by the reader goroutine: the fan-out workers (chunks of downTracks after the first).
+	workers    []chan fanJob
+	fanWG      sync.WaitGroup
+	fanWorkers atomic.Int32 // len(workers), for others to read
+
 	lastKey atomic.Int64 // unix nanoseconds of the last keyframe request sent upstream
 
 	packets atomic.Uint64 // received
@@ -32,6 +43,21 @@ type upTrack struct {
 	lastBytes uint64
 	at        time.Time
 	rate      float64 // bits per second
+}
+
+// cacheSize is how many of a track's recent packets are kept for retransmission: about 3 s of 1.5 Mbit/s
+// video. A power of two, so sequence numbers map to the same slot across their wrap.
+const cacheSize = 512
+
+// fanChunk is how many downTracks one goroutine writes a packet to; a track with more viewers hands the
+// further chunks to workers, each packet going out in parallel when there are cores for it. (A variable
+// for the tests.)
+var fanChunk = 128
+
+// fanJob is one packet for one chunk of downTracks.
+type fanJob struct {
+	pkt   *rtp.Packet
+	downs []*downTrack
 }
 
 func (u *upTrack) isEnded() bool {
@@ -53,8 +79,17 @@ func (u *upTrack) kind() webrtc.RTPCodecType { return u.remote.Kind() }
 
 func (u *upTrack) codec() webrtc.RTPCodecCapability { return u.remote.Codec().RTPCodecCapability }
 
+// cached returns the packet with this sequence number if it is still kept.
+func (u *upTrack) cached(seq uint16) *rtp.Packet {
+	if p := u.cache[seq%cacheSize].Load(); p != nil && p.SequenceNumber == seq {
+		return p
+	}
+	return nil
+}
+
 // run forwards the track's packets until it ends.
 func (u *upTrack) run() {
+	defer u.stopWorkers()
 	for {
 		pkt, _, err := u.remote.ReadRTP()
 		if err != nil {
@@ -67,10 +102,53 @@ func (u *upTrack) run() {
 		if u.muted.Load() {
 			continue
 		}
-		for _, d := range *u.downs.Load() {
-			d.push(pkt, u)
-		}
+		// Packets are not changed after this: downTracks copy what they rewrite.
+		u.cache[pkt.SequenceNumber%cacheSize].Store(pkt)
+		u.fanOut(pkt)
 	}
+}
+
+// fanOut hands a packet to every downTrack: the first chunk on this goroutine, the others to workers,
+// and returns when all have it (so packets leave in order).
+func (u *upTrack) fanOut(p *rtp.Packet) {
+	downs := *u.downs.Load()
+	if len(downs) <= fanChunk {
+		for _, d := range downs {
+			d.push(p, u)
+		}
+		return
+	}
+	chunks := (len(downs) + fanChunk - 1) / fanChunk
+	for len(u.workers) < chunks-1 {
+		ch := make(chan fanJob, 1)
+		u.workers = append(u.workers, ch)
+		u.fanWorkers.Add(1)
+		go u.work(ch)
+	}
+	u.fanWG.Add(chunks - 1)
+	for i := 1; i < chunks; i++ {
+		u.workers[i-1] <- fanJob{p, downs[i*fanChunk : min((i+1)*fanChunk, len(downs))]}
+	}
+	for _, d := range downs[:fanChunk] {
+		d.push(p, u)
+	}
+	u.fanWG.Wait()
+}
+
+func (u *upTrack) work(jobs <-chan fanJob) {
+	for j := range jobs {
+		for _, d := range j.downs {
+			d.push(j.pkt, u)
+		}
+		u.fanWG.Done()
+	}
+}
+
+func (u *upTrack) stopWorkers() {
+	for _, ch := range u.workers {
+		close(ch)
+	}
+	u.workers = nil
 }
 
 // drainRTCP reads the publisher's RTCP (sender reports), which the interceptors need read.
@@ -140,15 +218,31 @@ func (u *upTrack) requestKeyframe() {
 // writeFunc writes a packet to the subscriber.
 type writeFunc func(*rtp.Packet) error
 
-// queued is a packet waiting in a downTrack's queue, with the upTrack it came from.
+// queued is a packet waiting in an isolated downTrack's queue, with the upTrack it came from.
 type queued struct {
 	pkt  *rtp.Packet
 	from *upTrack
 }
 
-// downTrack sends one upTrack (or, for the stage, whichever upTrack is current) to one subscriber. It owns
-// a bounded queue and a writer goroutine: a subscriber whose writes stall fills its own queue and loses its
-// own packets.
+// slowWrite is how long one write may take before its downTrack is isolated: it then gets a bounded
+// queue and a writer goroutine of its own, so it loses its own packets and delays nobody.
+const slowWrite = 30 * time.Millisecond
+
+// histSize is how many sent packets a downTrack remembers for answering NACKs (a power of two).
+const histSize = 1024
+
+// sentPacket maps one sequence number a subscriber saw back to the packet in its upTrack's cache.
+type sentPacket struct {
+	from   *upTrack
+	seq    uint16 // the upTrack's sequence number
+	outSeq uint16 // the subscriber's
+	tsOff  uint32 // the timestamp offset it was sent with
+}
+
+// downTrack sends one upTrack (or, for the stage, whichever upTrack is current) to one subscriber. Its
+// packets are written on the upTrack's reader goroutine; a downTrack whose write stalls (or whose
+// subscriber is connected over TCP, where a write can block) is isolated: it gets a bounded queue and a
+// writer goroutine, so a stalled subscriber fills its own queue and loses its own packets.
 type downTrack struct {
 	sub    *Subscriber
 	local  *webrtc.TrackLocalStaticRTP
@@ -158,19 +252,27 @@ type downTrack struct {
 	source *source                 // what the downTrack shows (nil for the stage, which switches sources)
 	q      chan queued
 	stop   chan struct{}
+	closed atomic.Bool
 	once   sync.Once
 	write  atomic.Pointer[writeFunc] // local.WriteRTP; tests slow it down
 
-	// Owned by the writer goroutine: sequence numbers and timestamps continue across source switches.
-	last               *upTrack
-	seqOff             uint16
-	tsOff              uint32
-	lastSeq            uint16
-	lastTS             uint32
-	sent               bool
-	waitKey            bool
-	out                rtp.Packet // the packet being written
-	dropped, forwarded atomic.Uint64
+	isolated atomic.Bool // writes go through q and the writer goroutine
+
+	// Guarded by mu (packets from two layers during a switch, retransmissions from the RTCP reader):
+	// sequence numbers and timestamps continue across source switches.
+	mu        sync.Mutex
+	last      *upTrack
+	seqOff    uint16
+	tsOff     uint32
+	lastSeq   uint16
+	lastTS    uint32
+	sent      bool
+	waitKey   bool
+	out       rtp.Packet // the packet being written
+	hist      [histSize]sentPacket
+	rtxTokens int // retransmissions allowed: a quarter of one per packet forwarded, up to rtxBurst
+
+	dropped, forwarded, resent atomic.Uint64
 
 	// Layer choice (simulcast): the subscriber's wish, and a cap lowered when it reports loss.
 	maxQ      atomic.Int32 // Quality
@@ -178,6 +280,11 @@ type downTrack struct {
 	lost      atomic.Int32 // the worst fraction lost the subscriber reported since the selector looked, in 1/256
 	calmTicks int          // selector only: ticks without loss since the cap last moved
 }
+
+// rtxBurst bounds the retransmission tokens a downTrack saves up (four make one retransmission). Resends
+// are at most a quarter of a subscriber's packets: under heavy loss, or on a saturated node, NACKs cannot
+// multiply the work.
+const rtxBurst = 4 * 64
 
 func newDownTrack(s *Subscriber, local *webrtc.TrackLocalStaticRTP, queue int) *downTrack {
 	d := &downTrack{sub: s, local: local, q: make(chan queued, queue), stop: make(chan struct{})}
@@ -188,13 +295,68 @@ func newDownTrack(s *Subscriber, local *webrtc.TrackLocalStaticRTP, queue int) *
 	return d
 }
 
-// push queues a packet without waiting; a full queue drops it.
+// push writes a packet now or, for an isolated downTrack, queues it without waiting (a full queue drops
+// it).
 func (d *downTrack) push(p *rtp.Packet, from *upTrack) {
+	if !d.isolated.Load() {
+		if !d.sub.tcp.Load() {
+			d.handle(p, from)
+			return
+		}
+		d.isolate()
+	}
 	select {
 	case d.q <- queued{p, from}:
 	default:
 		d.dropped.Add(1)
 	}
+}
+
+// isolate gives the downTrack its own queue and writer goroutine from now on.
+func (d *downTrack) isolate() {
+	if d.isolated.CompareAndSwap(false, true) {
+		go d.run()
+	}
+}
+
+// run writes an isolated downTrack's queued packets until it closes.
+func (d *downTrack) run() {
+	for {
+		select {
+		case <-d.stop:
+			return
+		case q := <-d.q:
+			d.handle(q.pkt, q.from)
+		}
+	}
+}
+
+// handle forwards a packet from one of the layers the downTrack follows: the current one, or the one it
+// switches to, whose first forwarded packet is a keyframe.
+func (d *downTrack) handle(p *rtp.Packet, from *upTrack) {
+	if d.closed.Load() {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if next := d.next.Load(); next != nil && from == next {
+		if !isKeyframe(next.codec().MimeType, p.Payload) {
+			next.requestKeyframe()
+			return
+		}
+		// The new layer's keyframe: switch here, continuing the numbering.
+		if old := d.src.Swap(next); old != nil && old != next {
+			old.detach(d)
+		}
+		d.next.CompareAndSwap(next, nil)
+		d.waitKey = false
+		d.forward(p, from)
+		return
+	}
+	if from != d.src.Load() {
+		return // from a source the track no longer follows
+	}
+	d.forward(p, from)
 }
 
 // follow makes the downTrack forward u (nil: nothing).
@@ -229,79 +391,83 @@ func (d *downTrack) switchTo(u *upTrack) {
 	}
 }
 
-// run writes the queued packets until the downTrack closes.
-func (d *downTrack) run() {
-	for {
-		select {
-		case <-d.stop:
-			return
-		case q := <-d.q:
-			if next := d.next.Load(); next != nil && q.from == next {
-				if !isKeyframe(next.codec().MimeType, q.pkt.Payload) {
-					next.requestKeyframe()
-					continue
-				}
-				// The new layer's keyframe: switch here, continuing the numbering.
-				if old := d.src.Swap(next); old != nil && old != next {
-					old.detach(d)
-				}
-				d.next.CompareAndSwap(next, nil)
-				d.waitKey = false
-				d.forward(q)
-				continue
-			}
-			if q.from != d.src.Load() {
-				continue // from a source the track no longer follows
-			}
-			d.forward(q)
-		}
-	}
-}
-
 // forward rewrites a packet's sequence number and timestamp so they continue across source switches,
-// strips the publisher's header extensions (their ids are the publisher's), and writes it.
-func (d *downTrack) forward(q queued) {
-	p := q.pkt
-	if q.from != d.last {
+// strips the publisher's header extensions (their ids are the publisher's), writes it and remembers it
+// for NACKs. The caller holds d.mu.
+func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
+	if from != d.last {
 		if d.last != nil {
 			// A new source: start it at a keyframe, continuing the numbering.
-			d.waitKey = q.from.kind() == webrtc.RTPCodecTypeVideo
+			d.waitKey = from.kind() == webrtc.RTPCodecTypeVideo
 		}
-		d.last = q.from
+		d.last = from
 		if d.sent {
 			d.seqOff = d.lastSeq + 1 - p.SequenceNumber
 			step := uint32(960) // 20 ms of 48 kHz audio
-			if q.from.kind() == webrtc.RTPCodecTypeVideo {
+			if from.kind() == webrtc.RTPCodecTypeVideo {
 				step = 3000 // a frame of 90 kHz video at 30/s
 			}
 			d.tsOff = d.lastTS + step - p.Timestamp
 		}
 	}
 	if d.waitKey {
-		if !isKeyframe(q.from.codec().MimeType, p.Payload) {
-			q.from.requestKeyframe()
+		if !isKeyframe(from.codec().MimeType, p.Payload) {
+			from.requestKeyframe()
 			return
 		}
 		d.waitKey = false
 	}
-	out := &d.out // reused: no allocation per packet per subscriber
-	*out = *p
-	out.Header.Extension = false
-	out.Header.Extensions = nil
-	out.SequenceNumber = p.SequenceNumber + d.seqOff
-	out.Timestamp = p.Timestamp + d.tsOff
-	err := (*d.write.Load())(out)
-	seq, ts := out.SequenceNumber, out.Timestamp
-	*out = rtp.Packet{} // keep no reference to the shared payload
-	if err != nil {
+	seq, ts := p.SequenceNumber+d.seqOff, p.Timestamp+d.tsOff
+	if err := d.writeOut(p, seq, ts); err != nil {
 		return
+	}
+	d.hist[seq%histSize] = sentPacket{from: from, seq: p.SequenceNumber, outSeq: seq, tsOff: d.tsOff}
+	if d.rtxTokens < rtxBurst {
+		d.rtxTokens++
 	}
 	d.lastSeq, d.lastTS, d.sent = seq, ts, true
 	d.forwarded.Add(1)
 }
 
-// readRTCP handles the subscriber's RTCP for this track: keyframe requests go to the source. NACKs are
-// answered by the NACK interceptor from its packet cache as this reads.
+// writeOut writes p with the subscriber's sequence number and timestamp and without header extensions;
+// a write that stalls isolates the downTrack. The caller holds d.mu.
+func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts uint32) error {
+	out := &d.out // reused: no allocation per packet per subscriber
+	*out = *p
+	out.Header.Extension = false
+	out.Header.Extensions = nil
+	out.SequenceNumber = seq
+	out.Timestamp = ts
+	start := time.Now()
+	err := (*d.write.Load())(out)
+	if time.Since(start) > slowWrite {
+		d.isolate()
+	}
+	*out = rtp.Packet{} // keep no reference to the shared payload
+	return err
+}
+
+// retransmit answers a NACK for one of the subscriber's sequence numbers from the upTrack's cache, within
+// the retransmission budget.
+func (d *downTrack) retransmit(seq uint16) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h := d.hist[seq%histSize]
+	if h.from == nil || h.outSeq != seq || d.rtxTokens < 4 {
+		return
+	}
+	p := h.from.cached(h.seq)
+	if p == nil {
+		return
+	}
+	if d.writeOut(p, seq, p.Timestamp+h.tsOff) == nil {
+		d.rtxTokens -= 4
+		d.resent.Add(1)
+	}
+}
+
+// readRTCP handles the subscriber's RTCP for this track: keyframe requests go to the source, NACKs are
+// answered from the source's cache, reported loss lowers the simulcast layer.
 func (d *downTrack) readRTCP() {
 	for {
 		pkts, _, err := d.sender.ReadRTCP()
@@ -313,6 +479,13 @@ func (d *downTrack) readRTCP() {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				if u := d.src.Load(); u != nil {
 					u.requestKeyframe()
+				}
+			case *rtcp.TransportLayerNack:
+				for i := range p.Nacks {
+					p.Nacks[i].Range(func(seq uint16) bool {
+						d.retransmit(seq)
+						return true
+					})
 				}
 			case *rtcp.ReceiverReport:
 				for _, r := range p.Reports {
@@ -332,6 +505,7 @@ func (d *downTrack) readRTCP() {
 // close stops the writer and detaches the downTrack from its source.
 func (d *downTrack) close() {
 	d.once.Do(func() {
+		d.closed.Store(true)
 		close(d.stop)
 		if u := d.src.Swap(nil); u != nil {
 			u.detach(d)

@@ -7,6 +7,7 @@ package rtctest
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +22,48 @@ const gatherTimeout = 15 * time.Second
 // PeerConnection returns a new peer connection on loopback, closed when t ends.
 func PeerConnection(t testing.TB) *webrtc.PeerConnection {
 	t.Helper()
+	return newPeerConnection(t, webrtc.SettingEngine{})
+}
+
+// LossyPeerConnection returns a peer connection on loopback whose socket throws away every nth RTP packet
+// it receives (RTCP, STUN and DTLS pass), as a lossy network would: the packets never reach SRTP, so
+// retransmissions of them are accepted. dropped counts what was thrown away.
+func LossyPeerConnection(t testing.TB, nth int) (pc *webrtc.PeerConnection, dropped *atomic.Int64) {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := &lossyConn{UDPConn: conn, nth: int64(nth)}
+	mux := webrtc.NewICEUDPMux(nil, lc)
+	t.Cleanup(func() { _ = mux.Close() })
 	se := webrtc.SettingEngine{}
+	se.SetICEUDPMux(mux)
+	return newPeerConnection(t, se), &lc.dropped
+}
+
+// lossyConn drops every nth RTP packet read (RFC 7983: first byte 128–191; RTCP packet types 192–223).
+type lossyConn struct {
+	*net.UDPConn
+	nth          int64
+	rtp, dropped atomic.Int64
+}
+
+func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.UDPConn.ReadFrom(b)
+		if err != nil || n < 2 || b[0] < 128 || b[0] > 191 || b[1] >= 192 && b[1] <= 223 {
+			return n, addr, err
+		}
+		if c.rtp.Add(1)%c.nth == 0 {
+			c.dropped.Add(1)
+			continue
+		}
+		return n, addr, err
+	}
+}
+
+func newPeerConnection(t testing.TB, se webrtc.SettingEngine) *webrtc.PeerConnection {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
