@@ -74,6 +74,10 @@ type Config struct {
 	// 512, about a second of 3 Mbit/s video).
 	QueuePackets int
 	Logger       *slog.Logger
+
+	// For the tests: how often the bandwidth controller runs (default 1 s), and how long a subscriber's
+	// bandwidth estimates are ignored after it connects (default 8 s).
+	selectEvery, estimateWarmup time.Duration
 }
 
 func (c *Config) defaults() {
@@ -92,6 +96,12 @@ func (c *Config) defaults() {
 	if c.QueuePackets <= 0 {
 		c.QueuePackets = 512
 	}
+	if c.selectEvery <= 0 {
+		c.selectEvery = time.Second
+	}
+	if c.estimateWarmup == 0 {
+		c.estimateWarmup = 8 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -99,9 +109,9 @@ func (c *Config) defaults() {
 
 // Engine is the process's SFU: its WebRTC settings, its sockets and its rooms.
 type Engine struct {
-	cfg Config
-	log *slog.Logger
-	api *webrtc.API
+	cfg            Config
+	log            *slog.Logger
+	pubAPI, subAPI *webrtc.API // for publishers' and subscribers' peer connections (newAPI)
 
 	udp   *net.UDPConn
 	udpMx ice.UDPMux
@@ -157,30 +167,44 @@ func New(cfg Config) (*Engine, error) {
 	}
 	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
 
+	if e.pubAPI, err = newAPI(se, true); err == nil {
+		e.subAPI, err = newAPI(se, false)
+	}
+	if err != nil {
+		_ = e.closeSockets()
+		return nil, err
+	}
+	return e, nil
+}
+
+// newAPI makes the pion API for publishers' or subscribers' peer connections. Both have pion's default
+// codecs (with NACK, PLI, FIR and REMB feedback for video) and RTCP reports, and neither pion's stats
+// interceptor (nothing here reads it; it cost ~5 % of the server's CPU in the media bench) nor its NACK
+// responder, which copies every packet sent into a buffer per subscriber (downTracks answer NACKs from
+// their upTrack's one cache instead). Publishers' connections also ask for the packets publishers lost
+// (NACK), read simulcast header extensions (a publisher's layers arrive as one track per rid) and send
+// transport-wide congestion control feedback, which browsers' send-side bandwidth estimation uses.
+// Subscribers' connections leave transport-wide congestion control out, so that browsers send their
+// receive-side estimate (REMB) instead, which the bandwidth controller reads.
+func newAPI(se webrtc.SettingEngine, publishers bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
-		e.closeSockets()
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	// pion's default interceptors minus two: its stats interceptor (nothing here reads it; it cost ~5 % of
-	// the server's CPU in the media bench) and its NACK responder, which copies every packet sent into a
-	// buffer per subscriber (the downTracks answer NACKs from their upTrack's one cache instead). Kept: NACKs
-	// sent to publishers for what they lost, RTCP reports, simulcast header extensions (a publisher's layers
-	// arrive as one track per rid) and transport-wide congestion control feedback to publishers.
-	for _, configure := range []func() error{
-		func() error { return configureNackGenerator(me, ir) },
-		func() error { return webrtc.ConfigureRTCPReports(ir) },
-		func() error { return webrtc.ConfigureSimulcastExtensionHeaders(me) },
-		func() error { return webrtc.ConfigureTWCCSender(me, ir) },
-	} {
+	steps := []func() error{func() error { return webrtc.ConfigureRTCPReports(ir) }}
+	if publishers {
+		steps = append(steps,
+			func() error { return configureNackGenerator(me, ir) },
+			func() error { return webrtc.ConfigureSimulcastExtensionHeaders(me) },
+			func() error { return webrtc.ConfigureTWCCSender(me, ir) })
+	}
+	for _, configure := range steps {
 		if err := configure(); err != nil {
-			_ = e.closeSockets()
 			return nil, err
 		}
 	}
-	e.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	return e, nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
 // configureNackGenerator negotiates NACK and PLI feedback for video and asks publishers for the packets

@@ -149,6 +149,7 @@ type testSubscriber struct {
 	packets map[string]int    // by kind
 	marks   map[string][]byte // by kind, in arrival order (last byte of each payload)
 	seqs    map[string][]uint16
+	ssrcs   map[string]uint32 // by kind: the server's sending SSRC
 	tracks  int
 }
 
@@ -158,11 +159,13 @@ func newTestSubscriber(t *testing.T) *testSubscriber {
 
 func newTestSubscriberOn(pc *webrtc.PeerConnection) *testSubscriber {
 	ts := &testSubscriber{pc: pc, offers: make(chan string, 16),
-		packets: map[string]int{}, marks: map[string][]byte{}, seqs: map[string][]uint16{}}
+		packets: map[string]int{}, marks: map[string][]byte{}, seqs: map[string][]uint16{},
+		ssrcs: map[string]uint32{}}
 	ts.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		kind := tr.Kind().String()
 		ts.mu.Lock()
 		ts.tracks++
+		ts.ssrcs[kind] = uint32(tr.SSRC())
 		ts.mu.Unlock()
 		for {
 			p, _, err := tr.ReadRTP()

@@ -111,7 +111,7 @@ func (r *Room) Publish(ctx context.Context, identity, offer string) (_ *Publishe
 	if full {
 		return nil, "", fmt.Errorf("%w: %d", ErrTooManyPublish, cfg.MaxPublishersPerRoom)
 	}
-	pc, err := r.e.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := r.e.pubAPI.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, "", err
 	}

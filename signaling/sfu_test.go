@@ -3,10 +3,12 @@ package signaling
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
@@ -395,5 +397,68 @@ func TestLargeFanOutSplitsAmongWorkers(t *testing.T) {
 		if u.kind() == webrtc.RTPCodecTypeVideo && u.fanWorkers.Load() != 2 {
 			t.Errorf("video track: %d fan-out workers for 5 subscribers in chunks of 2, want 2", u.fanWorkers.Load())
 		}
+	}
+}
+
+// A subscriber whose bandwidth estimate (REMB) falls below what it is sent steps down the simulcast layers
+// until what it gets fits; when the estimate recovers, it climbs back to the highest layer.
+func TestBandwidthEstimateChoosesTheLayer(t *testing.T) {
+	e := newTestEngine(t, func(c *Config) { c.selectEvery, c.estimateWarmup = 100*time.Millisecond, -1 })
+	r, _ := e.Room("plaza")
+	publishSimulcast(t, r, "ana") // layers of ~48, ~120 and ~264 kbit/s
+	s := subscribe(t, r, "bo")
+	eventually(t, "the subscriber gets the highest layer", func() bool { return s.lastMark("video") == 'f' })
+	s.mu.Lock()
+	ssrc := s.ssrcs["video"]
+	s.mu.Unlock()
+	remb := func(bps float32) func() bool {
+		return func() bool {
+			_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: bps, SSRCs: []uint32{ssrc}}})
+			return false
+		}
+	}
+	estimate := func(bps float32, what string, mark byte) {
+		t.Helper()
+		eventually(t, what, func() bool { remb(bps)(); return s.lastMark("video") == mark })
+	}
+	estimate(60_000, "the lowest layer on a 60 kbit/s estimate", 'q')
+	// It stays low (a step up is tried now and then, and undone).
+	lows := 0
+	for range 20 {
+		remb(60_000)()
+		time.Sleep(100 * time.Millisecond)
+		if s.lastMark("video") == 'q' {
+			lows++
+		}
+	}
+	if lows < 12 {
+		t.Errorf("on a 60 kbit/s estimate the lowest layer was sent in only %d of 20 samples", lows)
+	}
+	estimate(5_000_000, "the highest layer again on a 5 Mbit/s estimate", 'f')
+}
+
+// A receiver's estimate is not trusted while it warms up (a browser reports its start value first), nor
+// when it is old.
+func TestEstimateWarmupAndAge(t *testing.T) {
+	e := newTestEngine(t, nil)
+	r, _ := e.Room("plaza")
+	s := subscribe(t, r, "bo").sub
+	now := time.Now()
+	if _, ok := s.currentEstimate(now, time.Second); ok {
+		t.Fatal("an estimate before any arrived")
+	}
+	s.noteEstimate(300_000)
+	if _, ok := s.currentEstimate(now, time.Hour); ok {
+		t.Error("an estimate trusted during the warm-up")
+	}
+	if est, ok := s.currentEstimate(time.Now(), 0); !ok || est != 300_000 {
+		t.Errorf("estimate %v, %v; want 300000, true", est, ok)
+	}
+	if _, ok := s.currentEstimate(time.Now().Add(6*time.Second), 0); ok {
+		t.Error("an estimate 6 s old still trusted")
+	}
+	s.noteEstimate(float32(math.NaN()))
+	if est, _ := s.currentEstimate(time.Now(), 0); est != 300_000 {
+		t.Errorf("a NaN estimate replaced the last one: %v", est)
 	}
 }

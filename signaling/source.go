@@ -120,6 +120,13 @@ func (s *source) measure(now time.Time) {
 	s.sortLocked()
 }
 
+// rateNow is the layer's bitrate as last measured, in bits per second.
+func (u *upTrack) rateNow() float64 {
+	u.src.mu.Lock()
+	defer u.src.mu.Unlock()
+	return u.rate
+}
+
 // layer returns the layer for a quality: of n layers, the lowest, the middle one or the highest; layers
 // that stopped sending (no bytes in the last measurement, when others sent) are skipped.
 func (s *source) layer(q Quality) *upTrack {

@@ -23,6 +23,10 @@ type Subscriber struct {
 	stage    bool
 	onOffer  func(sdp string)
 	tcp      atomic.Bool // connected over ICE-TCP, where a write can block: every downTrack is isolated
+	started  time.Time
+
+	estimate   atomic.Uint64 // the member's last bandwidth estimate (REMB), bits per second
+	estimateAt atomic.Int64  // when it arrived, unix nanoseconds (0: never)
 
 	mu     sync.Mutex
 	downs  map[*source]*downTrack // default mode
@@ -44,11 +48,12 @@ func (s *Subscriber) Identity() string { return s.identity }
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
 
 func (r *Room) newSubscriber(identity string) (*Subscriber, error) {
-	pc, err := r.e.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := r.e.subAPI.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, err
 	}
-	s := &Subscriber{room: r, identity: identity, pc: pc, downs: map[*source]*downTrack{}, done: make(chan struct{})}
+	s := &Subscriber{room: r, identity: identity, pc: pc, started: time.Now(), downs: map[*source]*downTrack{},
+		done: make(chan struct{})}
 	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
 		s.tcp.Store(p != nil && p.Local != nil && p.Local.Protocol == webrtc.ICEProtocolTCP)
 	})
@@ -309,7 +314,7 @@ func (s *Subscriber) refreshStage() {
 		if changed {
 			var layer *upTrack
 			if best != nil {
-				layer = best.layer(Quality(d.lossCap.Load()))
+				layer = best.layer(d.quality())
 			}
 			d.follow(layer)
 		}
@@ -442,78 +447,4 @@ func (s *Subscriber) SetQuality(trackID string, q Quality) bool {
 		}
 	}
 	return found
-}
-
-// selectEvery is how often a subscriber's simulcast layers are chosen again.
-const selectEvery = time.Second
-
-// selectLayers chooses, every selectEvery, the layer each video track should follow: the highest the
-// member asked for (SetQuality) and its recent loss allows; the switch happens at the layer's next
-// keyframe.
-func (s *Subscriber) selectLayers() {
-	t := time.NewTicker(selectEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-		}
-		s.selMu.Lock()
-		now := time.Now()
-		type pick struct {
-			d   *downTrack
-			src *source
-		}
-		var picks []pick
-		s.mu.Lock()
-		for src, d := range s.downs {
-			picks = append(picks, pick{d, src})
-		}
-		for _, d := range s.stageD {
-			picks = append(picks, pick{d, d.source})
-		}
-		s.mu.Unlock()
-		for _, p := range picks {
-			if p.src == nil || p.src.kind != webrtc.RTPCodecTypeVideo {
-				continue
-			}
-			p.src.measure(now)
-			p.d.adjustLossCap()
-			target := p.src.layer(min(Quality(p.d.maxQ.Load()), Quality(p.d.lossCap.Load())))
-			if target == nil {
-				continue
-			}
-			if cur := p.d.src.Load(); target == cur {
-				if next := p.d.next.Swap(nil); next != nil && next != cur {
-					next.detach(p.d) // the wish changed back before the switch happened
-				}
-			} else if target != p.d.next.Load() {
-				p.d.switchTo(target)
-			}
-		}
-		s.selMu.Unlock()
-	}
-}
-
-// adjustLossCap lowers the layer cap when the member reports more than ~10 % loss, and raises it again
-// after five quiet rounds (under ~2 % loss). Selector only.
-func (d *downTrack) adjustLossCap() {
-	lost := d.lost.Swap(0) // the worst fraction lost reported since the last round, in 1/256
-	c := Quality(d.lossCap.Load())
-	switch {
-	case lost > 25:
-		if c > QualityLow {
-			d.lossCap.Store(int32(c - 1))
-		}
-		d.calmTicks = 0
-	case lost < 5:
-		d.calmTicks++
-		if d.calmTicks >= 5 && c < QualityHigh {
-			d.lossCap.Store(int32(c + 1))
-			d.calmTicks = 0
-		}
-	default:
-		d.calmTicks = 0
-	}
 }

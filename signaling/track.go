@@ -274,12 +274,14 @@ type downTrack struct {
 
 	dropped, forwarded, resent atomic.Uint64
 
-	// Layer choice (simulcast): the subscriber's wish, and a cap lowered when it reports loss.
-	maxQ      atomic.Int32 // Quality
-	lossCap   atomic.Int32 // Quality
-	lost      atomic.Int32 // the worst fraction lost the subscriber reported since the selector looked, in 1/256
-	calmTicks int          // selector only: ticks without loss since the cap last moved
+	// Layer choice (simulcast): the subscriber's wish, and a cap the bandwidth controller moves.
+	maxQ  atomic.Int32 // Quality
+	bwCap atomic.Int32 // Quality
+	lost  atomic.Int32 // the worst fraction lost the subscriber reported since the controller looked, in 1/256
 }
+
+// quality is the layer the downTrack should follow now: the subscriber's wish within the bandwidth cap.
+func (d *downTrack) quality() Quality { return min(Quality(d.maxQ.Load()), Quality(d.bwCap.Load())) }
 
 // rtxBurst bounds the retransmission tokens a downTrack saves up (four make one retransmission). Resends
 // are at most a quarter of a subscriber's packets: under heavy loss, or on a saturated node, NACKs cannot
@@ -289,7 +291,7 @@ const rtxBurst = 4 * 64
 func newDownTrack(s *Subscriber, local *webrtc.TrackLocalStaticRTP, queue int) *downTrack {
 	d := &downTrack{sub: s, local: local, q: make(chan queued, queue), stop: make(chan struct{})}
 	d.maxQ.Store(int32(QualityHigh))
-	d.lossCap.Store(int32(QualityHigh))
+	d.bwCap.Store(int32(QualityHigh))
 	w := writeFunc(local.WriteRTP)
 	d.write.Store(&w)
 	return d
@@ -467,7 +469,8 @@ func (d *downTrack) retransmit(seq uint16) {
 }
 
 // readRTCP handles the subscriber's RTCP for this track: keyframe requests go to the source, NACKs are
-// answered from the source's cache, reported loss lowers the simulcast layer.
+// answered from the source's cache, reported loss and the receiver's bandwidth estimate (REMB) go to the
+// bandwidth controller.
 func (d *downTrack) readRTCP() {
 	for {
 		pkts, _, err := d.sender.ReadRTCP()
@@ -487,6 +490,8 @@ func (d *downTrack) readRTCP() {
 						return true
 					})
 				}
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				d.sub.noteEstimate(p.Bitrate)
 			case *rtcp.ReceiverReport:
 				for _, r := range p.Reports {
 					// The worst loss reported since the selector last looked.
