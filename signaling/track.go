@@ -224,9 +224,13 @@ type queued struct {
 	from *upTrack
 }
 
-// slowWrite is how long one write may take before its downTrack is isolated: it then gets a bounded
-// queue and a writer goroutine of its own, so it loses its own packets and delays nobody.
-const slowWrite = 30 * time.Millisecond
+// slowWrite is how long a write may take; after slowWrites of them in a row its downTrack is isolated: it
+// then gets a bounded queue and a writer goroutine of its own, so it loses its own packets and delays
+// nobody. (One slow write alone may be the scheduler's doing on a busy node, not the subscriber's.)
+const (
+	slowWrite  = 30 * time.Millisecond
+	slowWrites = 3
+)
 
 // histSize is how many sent packets a downTrack remembers for answering NACKs (a power of two).
 const histSize = 1024
@@ -271,6 +275,7 @@ type downTrack struct {
 	out       rtp.Packet // the packet being written
 	hist      [histSize]sentPacket
 	rtxTokens int // retransmissions allowed: a quarter of one per packet forwarded, up to rtxBurst
+	slow      int // writes in a row that took over slowWrite
 
 	dropped, forwarded, resent atomic.Uint64
 
@@ -432,7 +437,7 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
 }
 
 // writeOut writes p with the subscriber's sequence number and timestamp and without header extensions;
-// a write that stalls isolates the downTrack. The caller holds d.mu.
+// writes that stall isolate the downTrack. The caller holds d.mu.
 func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts uint32) error {
 	out := &d.out // reused: no allocation per packet per subscriber
 	*out = *p
@@ -442,7 +447,9 @@ func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts uint32) error {
 	out.Timestamp = ts
 	start := time.Now()
 	err := (*d.write.Load())(out)
-	if time.Since(start) > slowWrite {
+	if time.Since(start) <= slowWrite {
+		d.slow = 0
+	} else if d.slow++; d.slow >= slowWrites {
 		d.isolate()
 	}
 	*out = rtp.Packet{} // keep no reference to the shared payload
