@@ -462,3 +462,29 @@ func TestEstimateWarmupAndAge(t *testing.T) {
 		t.Errorf("a NaN estimate replaced the last one: %v", est)
 	}
 }
+
+// A subscriber whose UDP is blocked reaches the SFU over ICE-TCP; its tracks are written through their own
+// queues (a TCP write can block), and its packets arrive like everyone else's.
+func TestSubscriberOverICETCP(t *testing.T) {
+	e := newTestEngine(t, func(c *Config) { c.ICE.TCPAddr = "127.0.0.1:0" })
+	r, _ := e.Room("plaza")
+	publish(t, r, "ana", 'a')
+	udp := subscribe(t, r, "bo")
+	tcp := subscribeOn(t, r, "cy", rtctest.TCPPeerConnection(t))
+	for _, s := range []*testSubscriber{udp, tcp} {
+		eventually(t, "video and audio arrive", func() bool { return s.count("video") >= 60 && s.count("audio") >= 30 })
+	}
+	pair, err := tcp.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local.Protocol != webrtc.ICEProtocolTCP {
+		t.Fatalf("the TCP subscriber's candidate pair: %v, %v", pair, err)
+	}
+	for _, s := range []*testSubscriber{udp, tcp} {
+		s.sub.mu.Lock()
+		for _, d := range s.sub.downs {
+			if want := s == tcp; d.isolated.Load() != want {
+				t.Errorf("%s: a track isolated=%v, want %v", s.sub.identity, d.isolated.Load(), want)
+			}
+		}
+		s.sub.mu.Unlock()
+	}
+}

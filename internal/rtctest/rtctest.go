@@ -22,7 +22,7 @@ const gatherTimeout = 15 * time.Second
 // PeerConnection returns a new peer connection on loopback, closed when t ends.
 func PeerConnection(t testing.TB) *webrtc.PeerConnection {
 	t.Helper()
-	return newPeerConnection(t, webrtc.SettingEngine{})
+	return newPeerConnection(t, webrtc.SettingEngine{}, webrtc.NetworkTypeUDP4)
 }
 
 // LossyPeerConnection returns a peer connection on loopback whose socket throws away every nth RTP packet
@@ -39,7 +39,7 @@ func LossyPeerConnection(t testing.TB, nth int) (pc *webrtc.PeerConnection, drop
 	t.Cleanup(func() { _ = mux.Close() })
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(mux)
-	return newPeerConnection(t, se), &lc.dropped
+	return newPeerConnection(t, se, webrtc.NetworkTypeUDP4), &lc.dropped
 }
 
 // lossyConn drops every nth RTP packet read (RFC 7983: first byte 128–191; RTCP packet types 192–223).
@@ -63,8 +63,15 @@ func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 }
 
-func newPeerConnection(t testing.TB, se webrtc.SettingEngine) *webrtc.PeerConnection {
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+// TCPPeerConnection returns a peer connection on loopback that reaches its peer over ICE-TCP only (active
+// candidates), as a browser whose UDP is blocked does.
+func TCPPeerConnection(t testing.TB) *webrtc.PeerConnection {
+	t.Helper()
+	return newPeerConnection(t, webrtc.SettingEngine{}, webrtc.NetworkTypeTCP4)
+}
+
+func newPeerConnection(t testing.TB, se webrtc.SettingEngine, network webrtc.NetworkType) *webrtc.PeerConnection {
+	se.SetNetworkTypes([]webrtc.NetworkType{network})
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetIncludeLoopbackCandidate(true)
