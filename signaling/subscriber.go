@@ -121,7 +121,7 @@ func (r *Room) SubscribeStage(ctx context.Context, identity, offer string) (_ *S
 		if k == webrtc.RTPCodecTypeVideo {
 			c = r.stageVideoCodec(offered)
 		}
-		local, err := webrtc.NewTrackLocalStaticRTP(c, "stage-"+k.String(), "stage")
+		local, err := newLocalTrack(c, "stage-"+k.String(), "stage")
 		if err != nil {
 			_ = s.pc.Close()
 			return nil, "", err
@@ -236,7 +236,7 @@ func (s *Subscriber) addDownLocked(u *source) {
 	if first == nil {
 		return
 	}
-	local, err := webrtc.NewTrackLocalStaticRTP(u.codec(), u.id, u.pub.identity)
+	local, err := newLocalTrack(u.codec(), u.id, u.pub.identity)
 	if err != nil {
 		s.room.e.log.Warn("cannot send a track", "room", s.room.name, "err", err)
 		return

@@ -249,7 +249,7 @@ type sentPacket struct {
 // writer goroutine, so a stalled subscriber fills its own queue and loses its own packets.
 type downTrack struct {
 	sub    *Subscriber
-	local  *webrtc.TrackLocalStaticRTP
+	local  *localTrack
 	sender *webrtc.RTPSender
 	src    atomic.Pointer[upTrack] // the upTrack (layer) followed now
 	next   atomic.Pointer[upTrack] // a layer to switch to at its next keyframe
@@ -293,7 +293,7 @@ func (d *downTrack) quality() Quality { return min(Quality(d.maxQ.Load()), Quali
 // multiply the work.
 const rtxBurst = 4 * 64
 
-func newDownTrack(s *Subscriber, local *webrtc.TrackLocalStaticRTP, queue int) *downTrack {
+func newDownTrack(s *Subscriber, local *localTrack, queue int) *downTrack {
 	d := &downTrack{sub: s, local: local, q: make(chan queued, queue), stop: make(chan struct{})}
 	d.maxQ.Store(int32(QualityHigh))
 	d.bwCap.Store(int32(QualityHigh))
