@@ -8,9 +8,10 @@ test: deps vet
 	$(GO) test -race -count=1 $(PKGS)
 
 # deps installs what the test suite needs on a fresh Debian machine (run as root; others get told):
-# chromium for the browser tests in ./web, redis-server for the Redis broker tests in ./broker.
+# chromium for the browser tests in ./web, redis-server for the Redis broker tests in ./broker,
+# simple-whip-client (command whip-client) for the WHIP encoder test in ./web.
 deps:
-	@scripts/install-test-deps.sh chromium redis-server
+	@scripts/install-test-deps.sh chromium redis-server simple-whip-client:whip-client
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

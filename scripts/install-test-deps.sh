@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and a fresh Debian machine lacks: each argument is a Debian package
-# whose command has the same name (chromium: the browser tests in ./web drive headless Chromium). Fails
-# loudly, saying what to install, when it cannot install.
+# whose command has the same name (chromium: the browser tests in ./web drive headless Chromium), or
+# package:command when they differ (simple-whip-client:whip-client). Fails loudly, saying what to install,
+# when it cannot install.
 set -euo pipefail
 need=()
-for pkg in "$@"; do
-  command -v "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+declare -A cmd_of=()
+for arg in "$@"; do
+  pkg="${arg%%:*}"
+  cmd_of[$pkg]="${arg#*:}"
+  command -v "${cmd_of[$pkg]}" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -31,7 +35,7 @@ for i in 1 2 3; do
   # The apt lock can be busy for a moment (unattended upgrades): retry.
   if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; then
     for pkg in "${need[@]}"; do
-      command -v "$pkg" >/dev/null 2>&1 || fail "apt-get installed $pkg but its command is not on PATH"
+      command -v "${cmd_of[$pkg]}" >/dev/null 2>&1 || fail "apt-get installed $pkg but its command ${cmd_of[$pkg]} is not on PATH"
     done
     exit 0
   fi
