@@ -111,7 +111,11 @@ func (c *conn) handleMedia(ctx context.Context, env protocol.Envelope) {
 		}
 		return c.s.mediaRequest(ctx, localPeer{c}, env)
 	}()
-	if err != nil {
+	switch {
+	case errors.Is(err, errMediaNodeDown): // logged once per node (relay.isDown), not once per request
+		code, msg := errorCode(err)
+		c.Send(protocol.MarshalError(env.ID, env.Room, code, msg))
+	case err != nil:
 		c.fail(env.ID, env.Room, err)
 	}
 }

@@ -63,6 +63,9 @@ type Config struct {
 	ChatRate        float64       // chat messages per second per person (default 1), bots exempt
 	ChatBurst       int           // (default 5)
 	SessionTTL      time.Duration // lifetime of guest and invitee session tokens (default 12 h)
+	// MediaLeaseTTL is how long a room's media lease lasts without renewal (default 10 s; renewed every
+	// third of it): after its media node dies, a room's media moves to another node within about this long.
+	MediaLeaseTTL time.Duration
 
 	Version string
 	Logger  *slog.Logger
@@ -94,6 +97,7 @@ func (c *Config) defaults() {
 	defDur(&c.AuthTimeout, 10*time.Second)
 	defDur(&c.RequestTimeout, 5*time.Second)
 	defDur(&c.SessionTTL, 12*time.Hour)
+	defDur(&c.MediaLeaseTTL, 10*time.Second)
 	if c.MsgRate <= 0 {
 		c.MsgRate = 20
 	}

@@ -429,12 +429,10 @@ func (s *Server) startMedia(w http.ResponseWriter, r *http.Request, kind string)
 	switch {
 	case holder != s.relay.node:
 		// Another node holds the room's media: the session runs there; its resource stays here.
-		var end func()
-		answer, end, err = s.relay.startRemoteHTTP(ctx, holder, kind, name, ms.identity, offer)
+		var o *outHTTP
+		answer, o, err = s.relay.startRemoteHTTP(ctx, holder, kind, name, ms.identity, offer)
 		if err == nil {
-			done := make(chan struct{})
-			var once sync.Once
-			ms.end, ms.done = func() { once.Do(func() { end(); close(done) }) }, done
+			ms.end, ms.done = o.end, o.Done()
 		}
 	case kind == "whip":
 		var pub *signaling.Publisher

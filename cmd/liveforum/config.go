@@ -79,6 +79,9 @@ type config struct {
 	TURNCredential     string
 	MediaMaxBitrate    int // bits per second each publisher is asked to stay under
 	MediaMaxPublishers int // simultaneous publishers in a room
+	// MediaLeaseTTL is how long a room's media lease lasts without renewal: after its media node dies, a
+	// room's media moves to another node within about this long.
+	MediaLeaseTTL time.Duration
 
 	// derived by validate
 	keys     *auth.Keyring
@@ -134,6 +137,7 @@ func (c *config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TURNCredential, "turn-credential", "", "password of the TURN servers")
 	fs.IntVar(&c.MediaMaxBitrate, "media-max-bitrate", 3_000_000, "bits per second each publisher is asked to stay under")
 	fs.IntVar(&c.MediaMaxPublishers, "media-max-publishers", 16, "publishers at once in a room")
+	fs.DurationVar(&c.MediaLeaseTTL, "media-lease-ttl", 10*time.Second, "with several nodes: lifetime of a room's media lease (renewed every third of it); after a media node dies, its rooms' media moves to another node within about this long")
 }
 
 // envName is a flag's environment twin.
@@ -213,6 +217,7 @@ func (c *config) validate() error {
 	}
 	check(validNodeID(c.NodeID), "node-id %q must be 1..64 letters, digits, '.', '_' or '-'", c.NodeID)
 	check(c.NodeTTL >= time.Second && c.NodeTTL <= 10*time.Minute, "node-ttl must be 1s..10m")
+	check(c.MediaLeaseTTL >= time.Second && c.MediaLeaseTTL <= 10*time.Minute, "media-lease-ttl must be 1s..10m")
 	check(c.HistorySize >= 10 && c.HistorySize <= 1_000_000, "history-size must be 10..1000000")
 	check(c.HistoryOnJoin >= 0 && c.HistoryOnJoin <= c.HistorySize, "history-on-join must be 0..history-size")
 	check(c.RoomEmptyTTL >= time.Second, "room-empty-ttl must be at least 1s")

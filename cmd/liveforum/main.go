@@ -104,7 +104,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready c
 		MaxMessageBytes: int64(cfg.MaxMessageBytes), MaxQueueBytes: cfg.MaxQueueBytes, MaxConns: cfg.MaxConns,
 		MaxRoomsPerConn: cfg.MaxRoomsPerConn, ChatRate: cfg.ChatRate, ChatBurst: cfg.ChatBurst,
 		MsgRate: cfg.MsgRate, MsgBurst: cfg.MsgBurst, PingInterval: cfg.PingInterval,
-		PongWait: cfg.PingInterval / 2, WriteTimeout: cfg.WriteTimeout, Version: version, Logger: log,
+		PongWait: cfg.PingInterval / 2, WriteTimeout: cfg.WriteTimeout, MediaLeaseTTL: cfg.MediaLeaseTTL,
+		Version: version, Logger: log,
 	}, reg, b)
 	if err != nil {
 		_ = ln.Close()
