@@ -165,7 +165,9 @@ func New(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("signaling: public IPs %v: %w", cfg.ICE.NAT1To1IPs, err)
 		}
 	}
-	se.SetICETimeouts(5*time.Second, 15*time.Second, 2*time.Second)
+	// A peer silent for 5 s is disconnected, and failed (its session ends: a publisher leaves the stage)
+	// 5 s later; clients send keepalives every 2 s. An encoder killed outright is off the stage in ~10 s.
+	se.SetICETimeouts(5*time.Second, 5*time.Second, 2*time.Second)
 
 	if e.pubAPI, err = newAPI(se, true); err == nil {
 		e.subAPI, err = newAPI(se, false)

@@ -389,3 +389,34 @@ func TestWHIPEncoderBadToken(t *testing.T) {
 		t.Errorf("whip-client's output does not report the 401:\n%s", out)
 	}
 }
+
+// An encoder killed outright sends no DELETE: the server ends its session when ICE gives up on it (5 s
+// without a packet, then 5 s more), and its tile leaves the viewer's stage within about 10 s.
+func TestWHIPEncoderKilled(t *testing.T) {
+	f := newForum(t)
+	const room, identity = "encoder", "gst-encoder"
+	viewer := f.joinedPage(t, "viewer", "/r/"+room, "Vera Viewer", "en")
+	viewer.waitFor("waiting for the stage's media", jsq("stage")+`.dataset.media === 'connected'`, mediaStateJS, mediaTimeout)
+	base, exchanges := f.recordingProxy(t)
+	enc := startWHIPClient(t, base+"/whip/"+room, f.speakerToken(t, room, identity, "GStreamer Encoder"))
+	enc.waitOutput(t, "PeerConnection connected", mediaTimeout)
+	viewer.waitTile(identity, "video", "on")
+	viewer.waitFor("waiting for the first decoded frame", statJS(identity, "camera", "framesDecoded")+` > 0`, mediaStateJS, mediaTimeout)
+
+	killed := time.Now()
+	if err := enc.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = enc.waitExit(t, 5*time.Second)
+	// ~10 s for ICE, then the renegotiation that takes the tracks away: bounded at twice that.
+	viewer.waitFor(fmt.Sprintf("waiting for %s's tile to go", identity), fmt.Sprintf(`!document.querySelector(%s)`, jsString(tileSel(identity))),
+		mediaStateJS, 25*time.Second)
+	took := time.Since(killed)
+	t.Logf("the killed encoder's tile left the viewer's stage %v after SIGKILL", took.Round(100*time.Millisecond))
+	if took < 5*time.Second {
+		t.Errorf("the tile left %v after SIGKILL: sooner than ICE can tell (a DELETE was sent? %q)", took, exchanges.find("DELETE", "/"))
+	}
+	if got := exchanges.find("DELETE", "/"); len(got) != 0 {
+		t.Errorf("a killed encoder sent a DELETE: %q", got)
+	}
+}
