@@ -25,6 +25,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeClient$$' -fuzztime 60s ./protocol
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeServer$$' -fuzztime 60s ./protocol
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 60s ./auth
+	$(GO) test -run '^$$' -fuzz '^FuzzSessionDescription$$' -fuzztime 60s ./signaling
+	$(GO) test -run '^$$' -fuzz '^FuzzIsKeyframe$$' -fuzztime 60s ./signaling
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./server ./rooms ./protocol
