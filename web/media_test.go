@@ -5,14 +5,18 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // mediaTimeout bounds a media condition: ICE, DTLS and the first frames on loopback take well under it.
@@ -456,4 +460,331 @@ func TestMediaSDPHelpers(t *testing.T) {
 	if fmt.Sprint(got.Sources) != "[audio camera screen camera]" {
 		t.Errorf("sourceOf = %v", got.Sources)
 	}
+}
+
+// qualityCaptureJS records, in window.__quality, the media.quality requests the page sends over its
+// websocket ({id, track, quality}) with the server's answer to each (answer: "reply", or "error <code>").
+const qualityCaptureJS = `(() => {
+	const log = [];
+	window.__quality = log;
+	const send = WebSocket.prototype.send;
+	WebSocket.prototype.send = function (d) {
+		try {
+			const m = JSON.parse(d);
+			if (m.type === 'media.quality') log.push({ id: m.id, track: m.data.track, quality: m.data.quality, answer: '' });
+		} catch { /* not ours */ }
+		return send.call(this, d);
+	};
+	const WS = window.WebSocket;
+	window.WebSocket = class extends WS {
+		constructor(...args) {
+			super(...args);
+			this.addEventListener('message', (e) => {
+				for (const piece of String(e.data).split('\n')) {
+					let m;
+					try { m = JSON.parse(piece); } catch { continue; }
+					const entry = m && m.id && log.findLast((x) => x.id === m.id && !x.answer);
+					if (entry) entry.answer = m.type === 'error' ? 'error ' + (m.data && m.data.code) : m.type;
+				}
+			});
+		}
+	};
+})()`
+
+// qualityPage opens a viewer's page that records its media.quality requests (qualityCaptureJS) and joins.
+func (f *forum) qualityPage(t *testing.T, name, room, displayName string, width, height int64, mobile bool) *page {
+	t.Helper()
+	p := f.newPage(t, name, width, height, mobile)
+	p.beforeScripts(qualityCaptureJS)
+	p.open("/r/" + room)
+	p.join(displayName, "en")
+	return p
+}
+
+// qualityStateJS explains a failed quality wait: the page's choice, its tracks' caps, what it sent, the
+// frames it receives.
+const qualityStateJS = `(async () => ({
+	quality: liveforum.media.quality,
+	frames: (await liveforum.media.inboundStats()).filter(s => s.kind === 'video').map(s => s.source + ' ' + s.frameWidth + 'x' + s.frameHeight + ' decoded ' + s.framesDecoded),
+	tracks: liveforum.media.qualities().map(q => q.track.replace(/^.*:/, '') + ' wanted ' + q.wanted + ' asked ' + q.asked),
+	tiles: [...document.querySelectorAll('[data-testid=stage-tile] video')].map(v => v.clientWidth + 'x' + v.clientHeight),
+	sent: (window.__quality || []).map(x => x.track.replace(/^.*:/, '') + ' ' + x.quality + ' ' + x.answer),
+}))()`
+
+// waitFrameHeight waits until the page decodes a speaker's camera at a height (the layer the server forwards).
+func (p *page) waitFrameHeight(identity string, cond string) {
+	p.t.Helper()
+	p.waitFor(fmt.Sprintf("waiting for %s's camera to arrive at a frameHeight h %s", identity, cond),
+		fmt.Sprintf(`(h => h %s)(%s)`, cond, statJS(identity, "camera", "frameHeight")), qualityStateJS, mediaTimeout)
+}
+
+// chooseQuality opens the stage's quality menu and clicks an option, as a user would.
+func (p *page) chooseQuality(q string) {
+	p.t.Helper()
+	if !eval[bool](p, jsq("stage-quality")+`.open`) {
+		p.click("stage-quality-toggle")
+	}
+	p.clickSel(fmt.Sprintf(`%s:has(input[value=%q])`, `.stage-quality-option`, q))
+	p.waitFor("waiting for the quality "+q+" to be chosen", fmt.Sprintf(`liveforum.media.quality === %q && %s.dataset.quality === %q`, q, jsq("stage-quality"), q),
+		qualityStateJS, waitTimeout)
+}
+
+// The viewer's quality menu. The speaker's browser publishes its camera in three simulcast layers (180, 360
+// and 720 lines from Chromium's 720p fake camera). A viewer whose remembered choice is High receives the
+// 720-line layer (360 when the speaker's browser is short of CPU and scales its layers down); choosing Low in
+// the menu brings the 180-line one within seconds: the page asked the server
+// with media.quality for the speaker's camera, under the track id its peer connection shows, and the server
+// answered without error. Back in Auto, the tile asks for medium, made small for low, and low while the tab
+// is hidden. A reconnected viewer asks again, and its new subscription, which the server starts at high,
+// brings the 180-line layer.
+//
+// The frames are checked only on the way down and within a subscription's first seconds: after 8 s the
+// server's bandwidth controller also caps a subscriber by the browser's REMB estimate, which on loopback
+// stays far under what is sent, so from then on a viewer may get the lowest layer whatever it asks.
+func TestStageQualityMenu(t *testing.T) {
+	f := newForum(t)
+	speaker := f.invitedPage(t, "speaker", "quality", "speaker", "Sami Speaker", desktopW, desktopH, false)
+	sid := speaker.identity()
+	wantTrack := jsString(sid + ":camera")
+	speaker.goLive("mic", "camera")
+	layersJS := `(async () => { const l = []; (await liveforum.media._pub.pc.getStats()).forEach(s => {
+		if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid && s.bytesSent > 0) l.push(s.rid + ':' + s.frameWidth + 'x' + s.frameHeight + ':' + s.qualityLimitationReason); }); return l; })()`
+	speaker.waitFor("waiting for the speaker to send three layers of the camera, no longer held back by its bandwidth estimate",
+		`(l => l.length === 3 && l.every(x => !/:bandwidth$/.test(x)))(await `+layersJS+`)`, layersJS, mediaTimeout)
+	t.Logf("the speaker sends %q", eval[[]string](speaker, layersJS))
+
+	// The viewer joins now, its subscription fresh.
+	viewer := f.newPage(t, "viewer", desktopW, desktopH, false)
+	viewer.beforeScripts(qualityCaptureJS)
+	viewer.beforeScripts(`(() => { try { if (!localStorage.getItem('liveforum.quality')) localStorage.setItem('liveforum.quality', 'high'); } catch { /* no storage here */ } })()`)
+	viewer.open("/r/quality")
+	viewer.join("Vera Viewer", "en")
+	viewer.waitTile(sid, "video", "on")
+	viewer.waitVisible("stage-quality")
+	if q := eval[string](viewer, jsq("stage-quality")+`.dataset.quality`); q != "high" {
+		t.Errorf("the quality menu shows %q, want the remembered high", q)
+	}
+
+	// The track id the server knows is the one the viewer's peer connection shows: the receiver's track and
+	// the offer's msid agree, and both are "<speaker>:camera".
+	ids := eval[[]string](viewer, fmt.Sprintf(`(() => { const sp = liveforum.media.speakers.get(%s);
+		const tr = liveforum.media._sub.pc.getTransceivers().find(t => t.mid === sp.mids.camera);
+		return [tr.receiver.track.id, sp.ids.camera]; })()`, jsString(sid)))
+	if len(ids) != 2 || ids[0] != sid+":camera" || ids[1] != sid+":camera" {
+		t.Fatalf("the camera's track id in the viewer's peer connection is %q (receiver track, msid), want %q", ids, sid+":camera")
+	}
+
+	// High: the top layer, 720 lines (360 if the speaker's browser, short of CPU, scaled its layers down).
+	viewer.waitFrameHeight(sid, ">= 360")
+	high := eval[float64](viewer, `(async () => `+statJS(sid, "camera", "frameHeight")+`)()`)
+	t.Logf("at High the viewer decodes %v lines", high)
+	viewer.click("stage-quality-toggle")
+	viewer.waitVisible("stage-quality-option")
+	viewer.screenshot("stage-quality-menu.png", false)
+	viewer.chooseQuality("low")
+	viewer.waitFrameHeight(sid, fmt.Sprintf("> 0 && h <= 180 && h < %v", high))
+	viewer.waitFor("waiting for the server to accept low for the camera", fmt.Sprintf(`window.__quality.some(x => x.track === %s && x.quality === 'low' && x.answer === 'reply')`, wantTrack),
+		qualityStateJS, waitTimeout)
+	if kept := eval[string](viewer, `localStorage.getItem('liveforum.quality')`); kept != "low" {
+		t.Errorf("localStorage liveforum.quality = %q after choosing low", kept)
+	}
+	// The speaker's own camera comes back from the server too; the speaker's page never shows it from there.
+	speaker.waitFor("waiting for the speaker's page to ask low for its own camera", fmt.Sprintf(`liveforum.media.qualities().some(q => q.track === %s && q.asked === 'low')`, wantTrack),
+		qualityStateJS, mediaTimeout)
+
+	// Auto: the tile on a 1440 px wide page is about 600×340, which asks for medium; 200 px wide, for low;
+	// in a hidden tab (document.visibilityState, stood in for here: headless Chromium's tab is never
+	// hidden), low.
+	asked := func(q, why string) {
+		t.Helper()
+		viewer.waitFor(why, fmt.Sprintf(`liveforum.media.qualities().some(q => q.track === %s && q.wanted === %q && q.asked === %q)`, wantTrack, q, q),
+			qualityStateJS, waitTimeout)
+	}
+	viewer.chooseQuality("auto")
+	asked("medium", "waiting for the tile to ask for medium")
+	viewer.do("closing the menu", chromedp.KeyEvent(kb.Escape))
+	viewer.waitFor("waiting for the menu to close", `!`+jsq("stage-quality")+`.open`, "", waitTimeout)
+	tile := jsString(tileSel(sid))
+	eval[bool](viewer, fmt.Sprintf(`(() => { document.querySelector(%s).style.width = '200px'; return true; })()`, tile))
+	asked("low", "waiting for the small tile to ask for low")
+	viewer.screenshot("stage-quality-small-tile.png", false)
+	eval[bool](viewer, fmt.Sprintf(`(() => { document.querySelector(%s).style.width = ''; return true; })()`, tile))
+	asked("medium", "waiting for the tile, large again, to ask for medium")
+	eval[bool](viewer, `(() => { Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+		document.dispatchEvent(new Event('visibilitychange')); return true; })()`)
+	asked("low", "waiting for the hidden tab to ask for low")
+	eval[bool](viewer, `(() => { delete document.visibilityState; document.dispatchEvent(new Event('visibilitychange')); return document.visibilityState === 'visible'; })()`)
+	asked("medium", "waiting for the tab, visible again, to ask for medium")
+
+	// A reconnect: the page subscribes anew and asks again for what it wants.
+	viewer.chooseQuality("low")
+	asked("low", "waiting for the server to accept low")
+	sentBefore := eval[int](viewer, `window.__quality.length`)
+	if n := f.cutOff("viewer"); n == 0 {
+		t.Fatal("the viewer's page has no websocket the test could cut")
+	}
+	viewer.waitState("reconnecting", waitTimeout)
+	f.restore("viewer")
+	viewer.waitState("connected", 20*time.Second)
+	viewer.waitTile(sid, "video", "on")
+	viewer.waitFor("waiting for the page to ask for low again", fmt.Sprintf(`window.__quality.slice(%d).some(x => x.track === %s && x.quality === 'low' && x.answer === 'reply')`, sentBefore, wantTrack),
+		qualityStateJS, mediaTimeout)
+	viewer.waitGrowing(sid, "camera", "framesDecoded")
+	viewer.waitFrameHeight(sid, "> 0 && h <= 180")
+
+	if bad := eval[[]string](viewer, `window.__quality.filter(x => x.answer !== 'reply' && x.answer !== '').map(x => x.track + ' ' + x.quality + ': ' + x.answer)`); len(bad) > 0 {
+		t.Errorf("the server refused media.quality requests: %q", bad)
+	}
+	if audio := eval[int](viewer, `window.__quality.filter(x => /:mic$/.test(x.track)).length`); audio != 0 {
+		t.Errorf("the page capped the audio track %d times", audio)
+	}
+}
+
+// The quality menu on a phone (375 px): it opens from the stage tab without sideways scroll, inside the
+// screen, with a name for the toggle, the group and each option in the accessibility tree; it works from
+// the keyboard (Enter opens, arrows choose, Escape closes and gives the focus back); the choice survives a
+// reload, whose new subscription asks for it again; it speaks Russian. A phone viewer on the chat tab (the
+// stage hidden) asks for low.
+func TestStageQualityMenuOnPhone(t *testing.T) {
+	f := newForum(t)
+	viewer := f.qualityPage(t, "viewer", "qphone", "Vera Viewer", phoneW, phoneH, true)
+	speaker := f.invitedPage(t, "speaker", "qphone", "speaker", "Sami Speaker", desktopW, desktopH, false)
+	sid := speaker.identity()
+	wantTrack := jsString(sid + ":camera")
+	speaker.goLive("mic", "camera")
+
+	// On the chat tab (the default on a phone) the stage is hidden: its video needs the lowest layer.
+	viewer.waitFor("waiting for the hidden tile to ask for low", fmt.Sprintf(`liveforum.media.qualities().some(q => q.track === %s && q.wanted === 'low' && q.asked === 'low')`, wantTrack),
+		qualityStateJS, mediaTimeout)
+
+	viewer.clickSel("#tab-stage")
+	viewer.waitTile(sid, "video", "on")
+	// A 343 px wide tile is 193 px high: low, like the hidden one; the menu is what changes it here.
+	viewer.waitFor("waiting for the shown tile to ask for low", fmt.Sprintf(`liveforum.media.qualities().some(q => q.track === %s && q.wanted === 'low')`, wantTrack),
+		qualityStateJS, waitTimeout)
+	viewer.waitVisible("stage-quality")
+	viewer.click("stage-quality-toggle")
+	viewer.waitVisible("stage-quality-option")
+	if !eval[bool](viewer, `document.documentElement.scrollWidth <= document.documentElement.clientWidth`) {
+		t.Errorf("the page scrolls sideways at %d px with the quality menu open", phoneW)
+	}
+	box := eval[[]float64](viewer, `(() => { const r = document.querySelector('.stage-quality-body').getBoundingClientRect(); return [r.left, r.right, innerWidth]; })()`)
+	if box[0] < 0 || box[1] > box[2] {
+		t.Errorf("the open quality menu spans %v–%v px, outside the %v px screen", box[0], box[1], box[2])
+	}
+	if bad := viewer.unnamedControls(); len(bad) > 0 {
+		t.Errorf("controls without an accessible name: %q", bad)
+	}
+	names := viewer.axNames("radio", "group", "DisclosureTriangle", "button")
+	for _, want := range []string{"radio:Auto", "radio:High", "radio:Medium", "radio:Low", "group:Video quality"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("the accessibility tree lacks %q: %q", want, names)
+		}
+	}
+	if !slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, ":Video quality: Auto") }) {
+		t.Errorf("the quality toggle is not named \"Video quality: Auto\": %q", names)
+	}
+	viewer.screenshot("stage-quality-phone.png", false)
+
+	// The keyboard: close it, then Enter on the toggle opens it, Tab reaches the chosen option, arrows
+	// choose, Escape closes and focuses the toggle.
+	viewer.do("pressing Escape", chromedp.KeyEvent(kb.Escape))
+	viewer.waitFor("waiting for the menu to close", `!`+jsq("stage-quality")+`.open`, "", waitTimeout)
+	viewer.do("focusing the toggle", chromedp.Focus(chromedp.CSS(tid("stage-quality-toggle"))))
+	viewer.do("pressing Enter", chromedp.KeyEvent(kb.Enter))
+	viewer.waitFor("waiting for Enter to open the menu", jsq("stage-quality")+`.open`, "", waitTimeout)
+	viewer.do("pressing Tab", chromedp.KeyEvent(kb.Tab))
+	viewer.waitFor("waiting for the focus on the chosen option", `document.activeElement?.value === 'auto'`, `document.activeElement?.outerHTML`, waitTimeout)
+	for range 3 {
+		viewer.do("pressing ArrowDown", chromedp.KeyEvent(kb.ArrowDown))
+	}
+	viewer.waitFor("waiting for the arrows to choose Low", `liveforum.media.quality === 'low'`, qualityStateJS, waitTimeout)
+	viewer.do("pressing ArrowUp", chromedp.KeyEvent(kb.ArrowUp))
+	viewer.waitFor("waiting for the arrow to choose Medium", `liveforum.media.quality === 'medium'`, qualityStateJS, waitTimeout)
+	viewer.do("pressing Escape", chromedp.KeyEvent(kb.Escape))
+	viewer.waitFor("waiting for Escape to close the menu and focus the toggle",
+		`!`+jsq("stage-quality")+`.open && document.activeElement === `+jsq("stage-quality-toggle"), `document.activeElement?.outerHTML`, waitTimeout)
+	viewer.waitFor("waiting for the server to accept medium", fmt.Sprintf(`window.__quality.some(x => x.track === %s && x.quality === 'medium' && x.answer === 'reply')`, wantTrack),
+		qualityStateJS, mediaTimeout)
+
+	// A reload rejoins with this tab's session, keeps the choice and asks for it in its new subscription.
+	viewer.open("/r/qphone")
+	viewer.waitState("connected", waitTimeout)
+	viewer.clickSel("#tab-stage")
+	viewer.waitVisible("stage-quality")
+	if q := eval[string](viewer, jsq("stage-quality")+`.dataset.quality + ' ' + liveforum.media.quality`); q != "medium medium" {
+		t.Errorf("after a reload the menu and the page's choice are %q, want medium", q)
+	}
+	viewer.waitFor("waiting for the reloaded page to ask for medium", fmt.Sprintf(`liveforum.media.qualities().some(q => q.track === %s && q.asked === 'medium')`, wantTrack),
+		qualityStateJS, mediaTimeout)
+
+	// In Russian (long words): the menu speaks it and still fits.
+	viewer.chooseUILanguage("ru")
+	viewer.do("pressing Escape", chromedp.KeyEvent(kb.Escape)) // the app's menu
+	viewer.click("stage-quality-toggle")
+	viewer.waitVisible("stage-quality-option")
+	viewer.waitFor("waiting for the quality toggle to be labelled in Russian", jsq("stage-quality-toggle")+`.getAttribute('aria-label') === 'Качество видео: Среднее'`,
+		jsq("stage-quality-toggle")+`.getAttribute('aria-label')`, waitTimeout)
+	if !eval[bool](viewer, `document.documentElement.scrollWidth <= document.documentElement.clientWidth`) {
+		t.Errorf("the page scrolls sideways at %d px with the quality menu open in Russian", phoneW)
+	}
+	viewer.screenshot("stage-quality-phone-ru.png", false)
+}
+
+// In Auto the layer wishes follow the layout: when a speaker's screen is shown large, their camera's tile
+// shrinks to a thumbnail and asks for low while the screen asks for what its size needs; when the screen
+// goes, the tile grows back and asks for more.
+func TestStageQualityFollowsLayout(t *testing.T) {
+	f := newForum(t)
+	viewer := f.qualityPage(t, "viewer", "qlayout", "Vera Viewer", desktopW, desktopH, false)
+	speaker := f.invitedPage(t, "speaker", "qlayout", "speaker", "Sami Speaker", desktopW, desktopH, false)
+	sid := speaker.identity()
+	camera, screen := jsString(sid+":camera"), jsString(sid+":screen")
+	asked := func(track, q string) string {
+		return fmt.Sprintf(`liveforum.media.qualities().some(q => q.track === %s && q.wanted === %q && q.asked === %q)`, track, q, q)
+	}
+	speaker.goLive("mic", "camera")
+	viewer.waitTile(sid, "video", "on")
+	viewer.waitFor("waiting for the camera's tile to ask for medium", asked(camera, "medium"), qualityStateJS, mediaTimeout)
+
+	speaker.click("publish-screen")
+	viewer.waitFor("waiting for the speaker's screen, large", fmt.Sprintf(`%s.dataset.identity === %s && !%s.hidden`, jsq("stage-screen"), jsString(sid), jsq("stage-screen")),
+		qualityStateJS, mediaTimeout)
+	viewer.waitFor("waiting for the thumbnail to ask for low", asked(camera, "low"), qualityStateJS, mediaTimeout)
+	viewer.waitFor("waiting for the large screen to ask for medium", asked(screen, "medium"), qualityStateJS, mediaTimeout)
+	viewer.waitGrowing(sid, "screen", "framesDecoded")
+
+	speaker.click("publish-screen")
+	viewer.waitFor("waiting for the screen to go", jsq("stage-screen")+`.hidden`, qualityStateJS, mediaTimeout)
+	viewer.waitFor("waiting for the tile, large again, to ask for medium", asked(camera, "medium"), qualityStateJS, mediaTimeout)
+	if bad := eval[[]string](viewer, `window.__quality.filter(x => x.answer !== 'reply' && x.answer !== '').map(x => x.track + ' ' + x.quality + ': ' + x.answer)`); len(bad) > 0 {
+		t.Errorf("the server refused media.quality requests: %q", bad)
+	}
+}
+
+// axNames lists "role:name" of the nodes of the page's accessibility tree that have one of the roles.
+func (p *page) axNames(roles ...string) []string {
+	p.t.Helper()
+	var out []string
+	p.do("reading the accessibility tree", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		tree, err := cdp.Call(ctx, tg, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
+		if err != nil {
+			return err
+		}
+		for _, n := range tree.Nodes {
+			if n.Ignored || n.Role == nil {
+				continue
+			}
+			var role, name string
+			_ = json.Unmarshal(n.Role.Value, &role)
+			if n.Name != nil {
+				_ = json.Unmarshal(n.Name.Value, &name)
+			}
+			if slices.Contains(roles, role) {
+				out = append(out, role+":"+name)
+			}
+		}
+		return nil
+	}))
+	return out
 }

@@ -11,9 +11,16 @@
 // "screen" in the offer it sends (labelTracks), so a viewer tells a screen from a camera by the track id in
 // the server's offer (msidsByMid). Tracks from other publishers (OBS over WHIP) count as camera or mic.
 //
+// Quality: the camera is published in three simulcast layers (SIMULCAST); the server forwards each viewer
+// the highest layer its cap and its loss allow. The viewer's cap per received video track is the member's
+// choice (this.quality: high, medium, low), or in "auto" what the page's layout asks for each track (want:
+// a small tile needs the low layer). Each change is sent as media.quality, once per track of the server's
+// (the server starts every new track at high), paced so a relayout of many tiles is no flood.
+//
 // Events: "change", a CustomEvent whose detail.what is "state" (subscription state), "speakers" (tracks
 // came or went), "levels" (levels, flowing media and the active speaker, a few times a second), "publish"
-// (own tracks or publishing state), "devices", "error" (this.error changed), "muted" (a moderator's mutes).
+// (own tracks or publishing state), "devices", "error" (this.error changed), "muted" (a moderator's mutes),
+// "quality" (this.quality changed).
 
 /** Sources a member may publish, by role (docs/protocol.md §3.7a: interpreters send audio only). */
 const PUBLISH = {
@@ -39,6 +46,26 @@ const GATHER_TIMEOUT = 5000; // ms to wait for ICE gathering before sending what
 const RETRY_MIN = 1000;
 const RETRY_MAX = 15000;
 const DEVICE_KEY = 'liveforum.device.';
+const QUALITY_KEY = 'liveforum.quality';
+const QUALITY_BURST = 8; // media.quality messages sent at once; the rest a second later (the flood limit)
+const QUALITY_PAUSE = 1000; // ms
+
+/**
+ * SIMULCAST are the camera's layers (docs/protocol.md §3.7a), lowest first: 320×180, 640×360 and 1280×720
+ * from a 720p camera. The browser leaves out layers that a small camera picture or a short bandwidth cannot
+ * carry. The rids rise in the order the server guesses from them until it has measured the bitrates.
+ */
+const SIMULCAST = [
+  { rid: '0', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: '1', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: '2', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
+/** QUALITIES are the viewer's choices: auto (each picture's size decides), or one cap for every track. */
+export const QUALITIES = ['auto', 'high', 'medium', 'low'];
+
+/** LAYERS are the caps media.quality takes, lowest first. */
+const LAYERS = ['low', 'medium', 'high'];
 
 /** gathered resolves when the peer connection has gathered every ICE candidate (or after a timeout). */
 export function gathered(pc, ms = GATHER_TIMEOUT) {
@@ -63,15 +90,17 @@ function sections(sdp) {
 }
 
 /**
- * msidsByMid reads an SDP's media sections: mid → {stream, track} from its msid (a=msid, else a=ssrc …
- * msid:), for the sections that carry one.
+ * msidsByMid reads an SDP's media sections: mid → {stream, track, ssrc} from its msid (a=msid, else
+ * a=ssrc … msid:), for the sections that carry one; ssrc is the section's first a=ssrc ('' if none), which
+ * tells a new track of the server's from an earlier one on a reused mid.
  */
 export function msidsByMid(sdp) {
   const out = new Map();
   for (const sec of sections(sdp).slice(1)) {
     const mid = /^a=mid:(\S+)/m.exec(sec);
     const msid = /^a=msid:(\S+) (\S+)/m.exec(sec) || /^a=ssrc:\d+ msid:(\S+) (\S+)/m.exec(sec);
-    if (mid && msid) out.set(mid[1], { stream: msid[1], track: msid[2] });
+    const ssrc = /^a=ssrc:(\d+)/m.exec(sec);
+    if (mid && msid) out.set(mid[1], { stream: msid[1], track: msid[2], ssrc: ssrc ? ssrc[1] : '' });
   }
   return out;
 }
@@ -125,6 +154,8 @@ class Speaker {
     this.camera = null;
     this.screen = null;
     this.mids = { audio: '', camera: '', screen: '' };
+    this.ids = { audio: '', camera: '', screen: '' }; // the server's track ids ("<identity>:camera"), for media.quality
+    this.ssrcs = { audio: '', camera: '', screen: '' };
     this.level = 0; // the audio level (0..1) at the last sample
     this.flowing = { audio: false, camera: false, screen: false }; // bytes arrived lately
     this._seen = { audio: 0, camera: 0, screen: 0 }; // when the byte count last grew (performance.now)
@@ -159,6 +190,10 @@ export class StageMedia extends EventTarget {
     /** The last problem to tell the member: {source: mic|camera|screen|publish|mute|stage, reason}, or null. */
     this.error = null;
     this.muted = new Map(); // identity → {audio, video}: what this moderator asked the server
+    /** The viewer's video quality: auto | high | medium | low (QUALITIES), kept in localStorage. */
+    this.quality = loadQuality();
+    this._wants = new Map(); // track id → low | medium | high: what the layout asks for in auto
+    this._qualityTimer = 0;
     this._ice = [];
     this._gen = 0; // subscription generation: callbacks of an older one are ignored
     this._sub = null; // {pc, gen, chain, ready, answered}
@@ -252,7 +287,9 @@ export class StageMedia extends EventTarget {
     this.speakers.clear();
     this._emit('speakers');
     let ready;
-    const sub = { pc: null, gen, id: 0, chain: Promise.resolve(), ready: new Promise((r) => { ready = r; }), answered: false };
+    // asked: what the server was asked for each of its video tracks in this subscription (by mediaKey; none
+    // is high, where the server starts a track).
+    const sub = { pc: null, gen, id: 0, chain: Promise.resolve(), ready: new Promise((r) => { ready = r; }), answered: false, asked: new Map() };
     this._sub = sub;
     this._setState('connecting');
     let cfg;
@@ -353,6 +390,8 @@ export class StageMedia extends EventTarget {
         next.set(m.stream, sp);
       }
       if (sp[source]) continue; // one of each is shown
+      sp.ids[source] = m.track;
+      sp.ssrcs[source] = m.ssrc;
       if (sp.mids[source] !== tr.mid) { // a new track: give it time before judging whether it flows
         sp.mids[source] = tr.mid;
         sp._bytes[source] = -1;
@@ -364,7 +403,7 @@ export class StageMedia extends EventTarget {
       sp[source] = track;
     }
     for (const sp of next.values()) {
-      for (const s of ['audio', 'camera', 'screen']) if (!sp[s]) sp.mids[s] = '';
+      for (const s of ['audio', 'camera', 'screen']) if (!sp[s]) sp.mids[s] = sp.ids[s] = sp.ssrcs[s] = '';
     }
     // Keep the order of arrival: speakers already shown first, new ones after.
     const ordered = new Map();
@@ -374,11 +413,109 @@ export class StageMedia extends EventTarget {
     this.speakers = ordered;
     if (this.active && !ordered.has(this.active) && this.active !== this.self) this.active = '';
     this._emit('speakers');
+    this._sendQualities();
   }
 
   /** others returns the speakers on stage except this member (whose own tracks the page shows from the source). */
   others() {
     return [...this.speakers.values()].filter((s) => s.identity !== this.self);
+  }
+
+  // --- the viewer's video quality (media.quality) ---
+
+  /** setQuality sets the viewer's choice (auto, high, medium, low), keeps it, and tells the server. */
+  setQuality(q) {
+    if (!QUALITIES.includes(q) || q === this.quality) return;
+    this.quality = q;
+    try {
+      localStorage.setItem(QUALITY_KEY, q);
+    } catch { /* storage disabled */ }
+    this._emit('quality');
+    this._sendQualities();
+  }
+
+  /**
+   * want tells what the layout asks for in auto: a Map (or object) track id → low | medium | high for every
+   * video track it shows or hides; a track left out asks for high. Sent only where it changes what the
+   * server was asked.
+   */
+  want(wants) {
+    const next = new Map(wants instanceof Map ? wants : Object.entries(wants || {}));
+    for (const [id, q] of next) if (!LAYERS.includes(q)) next.delete(id);
+    this._wants = next;
+    this._sendQualities();
+  }
+
+  /**
+   * wanted is the cap for one received video track ('' for audio, which is never capped): the member's
+   * choice, else the layout's; low for this member's own camera and screen, which the page shows from the
+   * source, not from the server.
+   */
+  wanted(identity, source) {
+    const sp = this.speakers.get(identity);
+    if (!sp || source === 'audio' || !sp.ids[source]) return '';
+    if (identity === this.self) return 'low';
+    if (this.quality !== 'auto') return this.quality;
+    return this._wants.get(sp.ids[source]) || 'high';
+  }
+
+  /**
+   * qualities lists the received video tracks with the cap wanted and the one the server accepted:
+   * {identity, source, track, mid, wanted, asked} (asked is '' until the server confirmed a cap; its
+   * tracks start at high). For diagnostics and tests.
+   */
+  qualities() {
+    const sub = this._sub;
+    const out = [];
+    for (const sp of this.speakers.values()) {
+      for (const source of ['camera', 'screen']) {
+        if (!sp.ids[source]) continue;
+        const entry = sub && sub.asked.get(mediaKey(sp, source));
+        out.push({
+          identity: sp.identity, source, track: sp.ids[source], mid: sp.mids[source],
+          wanted: this.wanted(sp.identity, source), asked: entry && entry.ok ? entry.q : '',
+        });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * _sendQualities sends media.quality for each received video track whose wanted cap differs from what
+   * the server was asked (QUALITY_BURST at a time, the rest after QUALITY_PAUSE).
+   */
+  _sendQualities() {
+    if (this._qualityTimer) return; // a paced round follows
+    const sub = this._sub;
+    const client = this.client;
+    if (!sub || !sub.answered || !client || client.state !== 'connected') return;
+    let sent = 0;
+    for (const sp of this.speakers.values()) {
+      for (const source of ['camera', 'screen']) {
+        const q = this.wanted(sp.identity, source);
+        if (!q) continue;
+        const key = mediaKey(sp, source);
+        const prev = sub.asked.get(key);
+        if ((prev ? prev.q : 'high') === q) continue;
+        if (sent >= QUALITY_BURST) {
+          this._qualityTimer = setTimeout(() => {
+            this._qualityTimer = 0;
+            this._sendQualities();
+          }, QUALITY_PAUSE);
+          return;
+        }
+        sent++;
+        const entry = { q, ok: false };
+        sub.asked.set(key, entry);
+        client.send('media.quality', this.room, { track: sp.ids[source], quality: q }).then(() => {
+          entry.ok = true;
+        }, () => {
+          // Not found (the track went meanwhile), or the connection dropped (a new subscription asks
+          // afresh): forget it, so the next change asks again.
+          if (sub.asked.get(key) === entry) sub.asked.delete(key);
+        });
+      }
+    }
   }
 
   // --- levels, flowing media, the active speaker ---
@@ -483,7 +620,7 @@ export class StageMedia extends EventTarget {
         identity, source, kind: st.kind, mid: st.mid,
         bytesReceived: st.bytesReceived || 0, packetsReceived: st.packetsReceived || 0,
         framesDecoded: st.framesDecoded || 0, totalSamplesReceived: st.totalSamplesReceived || 0,
-        audioLevel: st.audioLevel || 0,
+        audioLevel: st.audioLevel || 0, frameWidth: st.frameWidth || 0, frameHeight: st.frameHeight || 0,
       });
     });
     return out;
@@ -672,7 +809,9 @@ export class StageMedia extends EventTarget {
     const stream = new MediaStream();
     const labels = [];
     for (const [source, track] of tracks) {
-      const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      const init = { direction: 'sendonly', streams: [stream] };
+      if (source === 'camera') init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+      const tr = pc.addTransceiver(track, init);
       labels.push([tr, source]);
     }
     let answer;
@@ -780,6 +919,23 @@ function iceServers(list) {
     if (s.credential) o.credential = s.credential;
     return o;
   });
+}
+
+/**
+ * mediaKey names one of the server's tracks in a subscription: its id, mid and SSRC (a speaker who publishes
+ * anew gets new tracks, which the server starts at high, under the same id and perhaps the same mid).
+ */
+function mediaKey(sp, source) {
+  return `${sp.ids[source]} ${sp.mids[source]} ${sp.ssrcs[source]}`;
+}
+
+function loadQuality() {
+  try {
+    const q = localStorage.getItem(QUALITY_KEY);
+    return QUALITIES.includes(q) ? q : 'auto';
+  } catch {
+    return 'auto';
+  }
 }
 
 function loadChoice(kind) {

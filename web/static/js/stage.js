@@ -3,9 +3,56 @@
 // the active speaker highlighted; a shared screen shown large; a moderator's mute buttons on each tile.
 // When no one is live it lists the members with the role speaker. The media itself is media.js's; the
 // controls for going live are publish.js's.
+//
+// Video quality: a menu in the stage's header (shown while someone else's video arrives) chooses Auto, High,
+// Medium or Low for every received video. In Auto each picture asks for the simulcast layer its size on
+// the screen needs (layerFor): measured when a picture is resized (ResizeObserver), when the layout
+// changes (tiles come and go, a screen is shown large) and when the tab is hidden or shown, a moment after
+// a change; media.js tells the server only what changed.
 
 import { h, initials, hue, icon } from './dom.js';
 import { t, languageName, onChange } from './i18n.js';
+import { QUALITIES } from './media.js';
+
+/** Picture heights in device pixels up to which the low and the medium layer are enough (else high). */
+const LOW_MAX = 240;
+const MEDIUM_MAX = 480;
+const MEASURE_DELAY = 250; // ms after a resize or layout change before the layer wishes are measured
+
+/**
+ * layerFor returns the layer a video element needs: low, medium or high by the height, in device pixels, of
+ * the picture it shows (object-fit cover fills the element, so a wide element needs more than its height;
+ * contain fits inside it); low when it is not shown (no size: display none, a hidden panel) or the tab is
+ * hidden.
+ * @param {HTMLVideoElement} video
+ */
+export function layerFor(video) {
+  if (document.visibilityState === 'hidden') return 'low';
+  const w = video.clientWidth;
+  const ht = video.clientHeight;
+  if (!w || !ht) return 'low';
+  const ratio = video.videoWidth && video.videoHeight ? video.videoHeight / video.videoWidth : 9 / 16;
+  const fit = getComputedStyle(video).objectFit;
+  const picture = fit === 'contain' || fit === 'scale-down' ? Math.min(ht, w * ratio) : fit === 'cover' ? Math.max(ht, w * ratio) : ht;
+  const px = picture * (window.devicePixelRatio || 1);
+  return px <= LOW_MAX ? 'low' : px <= MEDIUM_MAX ? 'medium' : 'high';
+}
+
+/** qualityIcon draws the quality menu's icon: a screen with rising bars (hidden from assistive technology). */
+function qualityIcon() {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('focusable', 'false');
+  svg.setAttribute('class', 'icon icon-quality');
+  for (const d of ['M4 4h16a2 2 0 0 1 2 2v9a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z', 'M8 21h8', 'M7 13v-2', 'M12 13V8', 'M17 13v-4']) {
+    const p = document.createElementNS(NS, 'path');
+    p.setAttribute('d', d);
+    svg.append(p);
+  }
+  return svg;
+}
 
 /**
  * createStage wires the stage found in root.
@@ -34,6 +81,90 @@ export function createStage(root, store, connState, media) {
   const tiles = new Map(); // identity → {li, video, key, …}
   let screenKey = '';
   const blocked = new Set(); // videos whose play() the browser refused (no user gesture yet)
+
+  // --- the video quality menu ---
+  const qualityValue = h('span', { class: 'stage-quality-value' });
+  const qualityName = h('span', { class: 'stage-quality-name' });
+  const qualityToggle = h('summary', { class: 'stage-quality-toggle', 'data-testid': 'stage-quality-toggle' },
+    qualityIcon(), qualityName, qualityValue);
+  const qualityLegend = h('legend', { class: 'stage-quality-legend' });
+  const qualityOptions = QUALITIES.map((q) => {
+    // Named by its name alone; the hint is its description.
+    const input = h('input', {
+      type: 'radio', name: 'stage-quality', value: q, 'data-testid': 'stage-quality-option',
+      'aria-labelledby': `stage-quality-${q}`, 'aria-describedby': `stage-quality-${q}-hint`,
+    });
+    input.addEventListener('change', () => {
+      if (input.checked) media.setQuality(q);
+    });
+    const label = h('label', { class: 'stage-quality-option', dataset: { quality: q } }, input,
+      h('span', { class: 'stage-quality-option-text' },
+        h('span', { class: 'stage-quality-option-name', id: `stage-quality-${q}` }),
+        h('span', { class: 'stage-quality-option-hint', id: `stage-quality-${q}-hint` })));
+    return { q, input, label };
+  });
+  const quality = h('details', { class: 'stage-quality', 'data-testid': 'stage-quality', hidden: true },
+    qualityToggle, h('fieldset', { class: 'stage-quality-body' }, qualityLegend, ...qualityOptions.map((o) => o.label)));
+  root.querySelector('.stage-head').append(quality);
+
+  function closeQuality(focus) {
+    if (!quality.open) return;
+    quality.open = false;
+    if (focus) qualityToggle.focus();
+  }
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && quality.open) closeQuality(quality.contains(document.activeElement));
+  });
+  document.addEventListener('click', (e) => {
+    if (quality.open && !quality.contains(e.target)) closeQuality(false);
+  });
+
+  function renderQuality() {
+    const shown = media.others().some((sp) => sp.camera || sp.screen); // someone else's video arrives
+    if (!shown) closeQuality(false);
+    quality.hidden = !shown;
+    quality.dataset.quality = media.quality;
+    qualityName.textContent = t('stage.quality.short');
+    qualityValue.textContent = t(`stage.quality.${media.quality}`);
+    qualityToggle.setAttribute('aria-label', t('stage.quality.summary', { quality: t(`stage.quality.${media.quality}`) }));
+    qualityLegend.textContent = t('stage.quality.label');
+    for (const o of qualityOptions) {
+      o.input.checked = o.q === media.quality;
+      o.label.querySelector('.stage-quality-option-name').textContent = t(`stage.quality.${o.q}`);
+      o.label.querySelector('.stage-quality-option-hint').textContent = t(`stage.quality.${o.q}Hint`);
+    }
+  }
+
+  // --- Auto: each picture asks for the layer its size needs ---
+  let measureTimer = 0;
+  const resized = typeof ResizeObserver === 'function' ? new ResizeObserver(() => measureSoon()) : null;
+
+  /**
+   * measureSoon measures the layer wishes a moment after a change, once for the changes of that moment
+   * (resizes come in bursts; a busy forum re-renders often, which must not put the measure off forever).
+   */
+  function measureSoon() {
+    if (!measureTimer) measureTimer = setTimeout(measure, MEASURE_DELAY);
+  }
+
+  /** measure tells media.js the layer each received video needs; a screen not shown large needs low. */
+  function measure() {
+    measureTimer = 0;
+    const wants = new Map();
+    for (const [id, tile] of tiles) {
+      const sp = !tile.self && media.speakers.get(id);
+      if (sp && sp.ids.camera) wants.set(sp.ids.camera, layerFor(tile.video));
+    }
+    const shownScreen = !screen.hidden && screen.dataset.self !== 'true' ? screen.dataset.identity : '';
+    for (const sp of media.others()) {
+      if (sp.ids.screen) wants.set(sp.ids.screen, sp.identity === shownScreen ? layerFor(screenVideo) : 'low');
+    }
+    media.want(wants);
+  }
+
+  if (resized) resized.observe(screenVideo);
+  document.addEventListener('visibilitychange', measureSoon);
+  window.addEventListener('resize', measureSoon); // a zoom changes devicePixelRatio
 
   function memberName(identity) {
     const m = store.members.get(identity) || (store.self && store.self.identity === identity ? store.self : null);
@@ -136,6 +267,7 @@ export function createStage(root, store, connState, media) {
     for (const [id, tile] of tiles) {
       if (!keep.has(id)) {
         setSource(tile.video, [], true);
+        if (resized) resized.unobserve(tile.video);
         tile.li.remove();
         tiles.delete(id);
       }
@@ -144,6 +276,7 @@ export function createStage(root, store, connState, media) {
     for (const item of list) {
       let tile = tiles.get(item.identity);
       if (tile && tile.self !== item.self) {
+        if (resized) resized.unobserve(tile.video);
         tile.li.remove();
         tiles.delete(item.identity);
         tile = null;
@@ -151,6 +284,7 @@ export function createStage(root, store, connState, media) {
       if (!tile) {
         tile = makeTile(item.identity, item.self);
         tiles.set(item.identity, tile);
+        if (resized && !item.self) resized.observe(tile.video);
       }
       // Media: own camera from its source (muted: no echo of oneself), others' camera and audio from the stage.
       const tracks = item.self ? [media.local.camera] : [item.sp.camera, item.sp.audio];
@@ -199,6 +333,7 @@ export function createStage(root, store, connState, media) {
     if (key !== screenKey) {
       screenKey = key;
       setSource(screenVideo, s ? [s.track] : [], true);
+      measureSoon(); // another screen large: the others' need less
     }
     screen.hidden = !s;
     root.dataset.screen = s ? 'true' : 'false';
@@ -292,6 +427,8 @@ export function createStage(root, store, connState, media) {
     update();
     renderNote();
     renderEmpty();
+    renderQuality();
+    measureSoon();
   }
 
   store.addEventListener('change', (e) => {
@@ -306,6 +443,7 @@ export function createStage(root, store, connState, media) {
       return;
     }
     if (w === 'speakers' || w === 'publish' || w === 'state') render();
+    if (w === 'quality') renderQuality();
   });
   onChange(render);
   render();
