@@ -488,3 +488,17 @@ func TestSubscriberOverICETCP(t *testing.T) {
 		s.sub.mu.Unlock()
 	}
 }
+
+// Before their bitrates are measured, simulcast layers are ordered by what their rids mean.
+func TestRidRank(t *testing.T) {
+	for _, tc := range [][]string{
+		{"q", "h", "f"}, {"l", "m", "h"}, {"low", "mid", "high"}, {"0", "1", "2"}, {"a", "b", "c"}, {"h", "f"}, {"l", "h"},
+	} {
+		for i := 1; i < len(tc); i++ {
+			shuffled := append([]string{tc[len(tc)-1]}, tc[:len(tc)-1]...)
+			if a, b := ridRank(tc[i-1], shuffled), ridRank(tc[i], shuffled); a >= b {
+				t.Errorf("rids %v: %q ranks %d, %q ranks %d", tc, tc[i-1], a, tc[i], b)
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -87,17 +88,41 @@ func (s *source) end() {
 // measureEvery is how often layers' bitrates are measured (their order decides which is "high").
 const measureEvery = time.Second
 
-// sortLocked orders the layers by measured bitrate, lowest first; before a measurement, by rid (browsers
-// name them in rising order: "q", "h", "f" or "0", "1", "2" or "l", "m", "h" are common, so rid order is only
-// a first guess until the bitrates are known).
+// sortLocked orders the layers by measured bitrate, lowest first; before a measurement, by rid, in the
+// order the common naming schemes mean ("q" < "h" < "f", "l" < "m" < "h", "low" < "mid" < "high", "0" < "1"
+// < "2"): only a first guess until the bitrates are known.
 func (s *source) sortLocked() {
+	rids := make([]string, len(s.layers))
+	for i, u := range s.layers {
+		rids[i] = u.remote.RID()
+	}
 	sort.SliceStable(s.layers, func(i, j int) bool {
 		a, b := s.layers[i], s.layers[j]
 		if a.rate > 0 && b.rate > 0 {
 			return a.rate < b.rate
 		}
-		return a.remote.RID() < b.remote.RID()
+		return ridRank(a.remote.RID(), rids) < ridRank(b.remote.RID(), rids)
 	})
+}
+
+// ridRank places a rid among its track's rids: its rank in the naming scheme they follow, else its
+// position in lexical order.
+func ridRank(rid string, all []string) int {
+	has := func(r string) bool { return slices.Contains(all, r) }
+	var scheme []string
+	switch {
+	case has("q") || has("f"):
+		scheme = []string{"q", "h", "f"}
+	case has("l") || has("m"):
+		scheme = []string{"l", "m", "h"}
+	case has("low") || has("mid") || has("high"):
+		scheme = []string{"low", "mid", "high"}
+	}
+	if i := slices.Index(scheme, rid); i >= 0 {
+		return i
+	}
+	sorted := slices.Sorted(slices.Values(all))
+	return len(scheme) + slices.Index(sorted, rid)
 }
 
 // measure updates the layers' bitrates at most once per measureEvery.
