@@ -13,10 +13,12 @@ import (
 //
 // The controller steps a cap down when the subscriber's path is congested: its receiver reports more than
 // ~10 % loss, or its bandwidth estimate (REMB, which a browser sends when transport-wide congestion control
-// is not negotiated, as on subscribers' connections) falls below what it is being sent. A receiver's
-// estimate grows only with what it receives (at most 1.5× that), so it cannot say that a higher layer
-// would fit: caps step up again one layer at a time after a calm period, which doubles each time an
-// upgrade is followed at once by congestion (up to a minute) and returns to its floor after a quiet spell.
+// is not negotiated, as on subscribers' connections, timing arrivals by the abs-send-time extension that
+// localTrack writes) is below what it is being sent and falling, or stuck there for three ticks. A
+// browser's estimate starts low and only climbs toward what it receives (at most 1.5× that), so it cannot
+// say that a higher layer would fit: caps step up again one layer at a time after a calm period without
+// loss, which doubles each time an upgrade is followed at once by congestion (up to a minute) and returns
+// to its floor after a quiet spell.
 // Audio is never touched.
 
 // audioRate is what an audio track is taken to use when comparing the estimate with what is sent.
@@ -26,6 +28,8 @@ const audioRate = 40_000
 type controller struct {
 	tick, calm, backoff int
 	lastUp, lastCongest int
+	prevEst             float64 // the estimate at the last tick (0: none)
+	flat                int     // ticks the estimate has not grown
 }
 
 // Thresholds of the controller, in selector ticks and in 1/256 of packets lost.
@@ -106,8 +110,25 @@ func (s *Subscriber) selectOnce(c *controller, now time.Time) {
 			sending += u.rateNow()
 		}
 	}
+	// A browser's estimate starts low and climbs (~8 % a second) toward what it receives; it says
+	// "congested" by falling, or by staying put below what it is sent. Below what is sent but climbing, it
+	// is still converging, not a limit.
 	est, fresh := s.currentEstimate(now, cfg.estimateWarmup)
-	overEstimate := fresh && sending > 0 && est < 0.9*sending
+	switch {
+	case !fresh:
+		c.flat = 0
+	case est <= c.prevEst*1.01:
+		c.flat++
+	default:
+		c.flat = 0
+	}
+	falling := fresh && c.prevEst > 0 && est < 0.95*c.prevEst
+	overEstimate := fresh && sending > 0 && est < 0.9*sending && (falling || c.flat >= 3)
+	if fresh {
+		c.prevEst = est
+	} else {
+		c.prevEst = 0
+	}
 
 	switch {
 	case worst > lossHigh || overEstimate:
@@ -119,7 +140,7 @@ func (s *Subscriber) selectOnce(c *controller, now time.Time) {
 			s.room.e.log.Debug("bandwidth: layer down", "room", s.room.name, "member", s.identity, "track", d.local.ID(),
 				"estimate", int(est), "sending", int(sending), "lost256", worst)
 		}
-	case worst < lossLow && (!fresh || est >= sending):
+	case worst < lossLow:
 		c.calm++
 		if c.calm >= c.backoff && raiseLowest(video) != nil {
 			c.calm, c.lastUp = 0, c.tick

@@ -26,6 +26,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -195,7 +196,9 @@ func newAPI(se webrtc.SettingEngine, publishers bool) (*webrtc.API, error) {
 	}
 	ir := &interceptor.Registry{}
 	steps := []func() error{func() error { return webrtc.ConfigureRTCPReports(ir) }}
-	if publishers {
+	if !publishers {
+		steps = append(steps, func() error { return registerAbsSendTime(me) })
+	} else {
 		steps = append(steps,
 			func() error { return configureNackGenerator(me, ir) },
 			func() error { return webrtc.ConfigureSimulcastExtensionHeaders(me) },
@@ -207,6 +210,17 @@ func newAPI(se webrtc.SettingEngine, publishers bool) (*webrtc.API, error) {
 		}
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// registerAbsSendTime offers subscribers the abs-send-time header extension, which localTrack writes into
+// every packet: browsers' receive-side bandwidth estimators (REMB) need it to time arrivals.
+func registerAbsSendTime(me *webrtc.MediaEngine) error {
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.ABSSendTimeURI}, k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // configureNackGenerator negotiates NACK and PLI feedback for video and asks publishers for the packets

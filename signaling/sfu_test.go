@@ -502,3 +502,26 @@ func TestRidRank(t *testing.T) {
 		}
 	}
 }
+
+// A browser's estimate starts low and climbs toward what it receives: while it climbs it is no reason to
+// step down, even below what is sent.
+func TestClimbingEstimateKeepsTheLayer(t *testing.T) {
+	e := newTestEngine(t, func(c *Config) { c.selectEvery, c.estimateWarmup = 100*time.Millisecond, -1 })
+	r, _ := e.Room("plaza")
+	publishSimulcast(t, r, "ana") // layers of ~48, ~120 and ~264 kbit/s
+	s := subscribe(t, r, "bo")
+	eventually(t, "the subscriber gets the highest layer", func() bool { return s.lastMark("video") == 'f' })
+	time.Sleep(1100 * time.Millisecond) // the layers' bitrates measured
+	s.mu.Lock()
+	ssrc := s.ssrcs["video"]
+	s.mu.Unlock()
+	est := float32(50_000)
+	for i := range 25 {
+		_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: est, SSRCs: []uint32{ssrc}}})
+		est *= 1.08
+		time.Sleep(100 * time.Millisecond)
+		if m := s.lastMark("video"); m != 'f' && i > 2 {
+			t.Fatalf("layer %q after %d climbing estimates (now %.0f bit/s)", m, i+1, est)
+		}
+	}
+}
