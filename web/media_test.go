@@ -578,6 +578,13 @@ func TestStageQualityMenu(t *testing.T) {
 	viewer.waitFrameHeight(sid, ">= 360")
 	high := eval[float64](viewer, `(async () => `+statJS(sid, "camera", "frameHeight")+`)()`)
 	t.Logf("at High the viewer decodes %v lines", high)
+	// The viewer's bandwidth estimate (REMB) starts low and climbs toward what it receives; the server must
+	// not take the climb for congestion (it once held viewers at the lowest layer from ~8 s on). Well past
+	// the estimate's warm-up, High still brings the same layer.
+	time.Sleep(12 * time.Second)
+	if later := eval[float64](viewer, `(async () => `+statJS(sid, "camera", "frameHeight")+`)()`); later < high {
+		t.Errorf("at High the viewer decodes %v lines 12 s later, %v before: the server stepped the layer down", later, high)
+	}
 	viewer.click("stage-quality-toggle")
 	viewer.waitVisible("stage-quality-option")
 	viewer.screenshot("stage-quality-menu.png", false)
