@@ -20,8 +20,9 @@ type localTrack struct {
 
 	// The abs-send-time extension written into each packet (the writer's: writes are serialised by the
 	// downTrack).
-	abs  [3]byte
-	exts [1]rtp.Extension
+	abs      [3]byte
+	exts     [1]rtp.Extension
+	sendTime uint32 // the abs-send-time to write (the downTrack sets it before each write)
 }
 
 // binding is where a bound localTrack writes.
@@ -74,7 +75,7 @@ func (t *localTrack) WriteRTP(p *rtp.Packet) error {
 	p.SSRC, p.PayloadType = b.ssrc, b.pt // the padding size is in the header already (rtp.Packet.Unmarshal)
 	if b.absID != 0 {
 		// The receiver's bandwidth estimator (REMB) times arrivals against it (RFC 5285 one-byte form).
-		v := absSendTime(time.Now())
+		v := t.sendTime
 		t.abs = [3]byte{byte(v >> 16), byte(v >> 8), byte(v)}
 		p.Extension, p.Extensions = false, t.exts[:0] // no allocation: it fits in exts
 		_ = p.SetExtension(b.absID, t.abs[:])

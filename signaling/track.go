@@ -36,6 +36,10 @@ type upTrack struct {
 
 	lastKey atomic.Int64 // unix nanoseconds of the last keyframe request sent upstream
 
+	// sendTime is the abs-send-time of the packet being fanned out: taken once per packet, not per
+	// subscriber (set by the reader before the writes; the workers read it after their job arrives).
+	sendTime atomic.Uint32
+
 	packets atomic.Uint64 // received
 	bytes   atomic.Uint64 // payload bytes received
 
@@ -112,10 +116,9 @@ func (u *upTrack) run() {
 // and returns when all have it (so packets leave in order).
 func (u *upTrack) fanOut(p *rtp.Packet) {
 	downs := *u.downs.Load()
+	u.sendTime.Store(absSendTime(time.Now()))
 	if len(downs) <= fanChunk {
-		for _, d := range downs {
-			d.push(p, u)
-		}
+		pushAll(p, u, downs)
 		return
 	}
 	chunks := (len(downs) + fanChunk - 1) / fanChunk
@@ -129,18 +132,29 @@ func (u *upTrack) fanOut(p *rtp.Packet) {
 	for i := 1; i < chunks; i++ {
 		u.workers[i-1] <- fanJob{p, downs[i*fanChunk : min((i+1)*fanChunk, len(downs))]}
 	}
-	for _, d := range downs[:fanChunk] {
-		d.push(p, u)
-	}
+	pushAll(p, u, downs[:fanChunk])
 	u.fanWG.Wait()
 }
 
 func (u *upTrack) work(jobs <-chan fanJob) {
 	for j := range jobs {
-		for _, d := range j.downs {
-			d.push(j.pkt, u)
-		}
+		pushAll(j.pkt, u, j.downs)
 		u.fanWG.Done()
+	}
+}
+
+// pushAll hands a packet to a chunk of downTracks. The chunk is timed as a whole (not each write: that
+// would cost two clock reads per packet per subscriber); when it was slow, its downTracks time their next
+// writes, to find the one that stalls.
+func pushAll(p *rtp.Packet, u *upTrack, downs []*downTrack) {
+	start := time.Now()
+	for _, d := range downs {
+		d.push(p, u)
+	}
+	if time.Since(start) > slowWrite {
+		for _, d := range downs {
+			d.timed.Store(true)
+		}
 	}
 }
 
@@ -261,6 +275,7 @@ type downTrack struct {
 	write  atomic.Pointer[writeFunc] // local.WriteRTP; tests slow it down
 
 	isolated atomic.Bool // writes go through q and the writer goroutine
+	timed    atomic.Bool // writes are timed (its chunk was slow, see pushAll)
 
 	// Guarded by mu (packets from two layers during a switch, retransmissions from the RTCP reader):
 	// sequence numbers and timestamps continue across source switches.
@@ -425,7 +440,7 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
 		d.waitKey = false
 	}
 	seq, ts := p.SequenceNumber+d.seqOff, p.Timestamp+d.tsOff
-	if err := d.writeOut(p, seq, ts); err != nil {
+	if err := d.writeOut(p, seq, ts, from.sendTime.Load()); err != nil {
 		return
 	}
 	d.hist[seq%histSize] = sentPacket{from: from, seq: p.SequenceNumber, outSeq: seq, tsOff: d.tsOff}
@@ -436,19 +451,30 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
 	d.forwarded.Add(1)
 }
 
-// writeOut writes p with the subscriber's sequence number and timestamp and without header extensions;
-// writes that stall isolate the downTrack. The caller holds d.mu.
-func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts uint32) error {
+// writeOut writes p with the subscriber's sequence number, timestamp and send time and without the
+// publisher's header extensions; timed writes that stall isolate the downTrack. The caller holds d.mu.
+func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts, sendTime uint32) error {
 	out := &d.out // reused: no allocation per packet per subscriber
 	*out = *p
 	out.Header.Extension = false
 	out.Header.Extensions = nil
 	out.SequenceNumber = seq
 	out.Timestamp = ts
+	isolated := d.isolated.Load()
+	d.local.sendTime = sendTime
+	if isolated {
+		d.local.sendTime = absSendTime(time.Now()) // written later than the fan-out read the clock
+	}
+	if isolated || !d.timed.Load() {
+		err := (*d.write.Load())(out)
+		*out = rtp.Packet{} // keep no reference to the shared payload
+		return err
+	}
 	start := time.Now()
 	err := (*d.write.Load())(out)
 	if time.Since(start) <= slowWrite {
 		d.slow = 0
+		d.timed.Store(false)
 	} else if d.slow++; d.slow >= slowWrites {
 		d.isolate()
 	}
@@ -469,7 +495,7 @@ func (d *downTrack) retransmit(seq uint16) {
 	if p == nil {
 		return
 	}
-	if d.writeOut(p, seq, p.Timestamp+h.tsOff) == nil {
+	if d.writeOut(p, seq, p.Timestamp+h.tsOff, absSendTime(time.Now())) == nil {
 		d.rtxTokens -= 4
 		d.resent.Add(1)
 	}
