@@ -795,3 +795,53 @@ func (p *page) axNames(roles ...string) []string {
 	}))
 	return out
 }
+
+// stallJS makes a page's peer connection (the subscription's or the publishing one's) report itself
+// disconnected, as one whose other end went silent does (a media node that died): the state is faked, the
+// reaction to it is the page's.
+func stallJS(which string) string {
+	return fmt.Sprintf(`(() => { const m = liveforum.media; const pc = %s === 'sub' ? m._sub.pc : m._pub.pc;
+		window.__stalled = pc; Object.defineProperty(pc, 'connectionState', { get: () => 'disconnected' });
+		pc.dispatchEvent(new Event('connectionstatechange')); return true; })()`, jsString(which))
+}
+
+// A peer connection that stays disconnected is given up after a few seconds and made anew — the server
+// makes no ICE restarts, and a browser would wait ~30 s to call it failed — for the viewer's subscription
+// and for the speaker's publishing; a publish answered "unavailable" (the room's media node dead and not
+// yet replaced) is tried again until it succeeds.
+func TestMediaRecoversFromStalls(t *testing.T) {
+	f := newForum(t)
+	viewer := f.joinedPage(t, "viewer", "/r/stall", "Vera Viewer", "en")
+	speaker := f.invitedPage(t, "speaker", "stall", "speaker", "Sami Speaker", desktopW, desktopH, false)
+	sid := speaker.identity()
+	speaker.goLive("mic", "camera")
+	viewer.waitTile(sid, "video", "on")
+	viewer.waitGrowing(sid, "camera", "framesDecoded")
+
+	// The viewer's subscription stalls: after ~6 s the page subscribes again and the video comes back.
+	stalled := time.Now()
+	eval[bool](viewer, stallJS("sub"))
+	viewer.waitFor("waiting for a new subscription", `liveforum.media._sub && liveforum.media._sub.pc && liveforum.media._sub.pc !== window.__stalled`,
+		mediaStateJS, 20*time.Second)
+	if took := time.Since(stalled); took < 5*time.Second {
+		t.Errorf("the stalled subscription was given up after %v: sooner than its grace", took)
+	}
+	viewer.waitFor("waiting for the stage's media", jsq("stage")+`.dataset.media === 'connected'`, mediaStateJS, mediaTimeout)
+	viewer.waitTile(sid, "video", "on")
+	viewer.waitGrowing(sid, "camera", "framesDecoded")
+
+	// The speaker's publishing stalls, and the media node then refuses twice as unavailable: the page keeps
+	// trying (1 s, 2 s, 4 s apart) and goes live again.
+	eval[bool](speaker, `(() => { const c = liveforum.media.client; const real = c.mediaPublish.bind(c); window.__refused = 0;
+		c.mediaPublish = (room, sdp) => window.__refused < 2 ? (window.__refused++, Promise.reject(Object.assign(new Error('unavailable'), { code: 'unavailable' }))) : real(room, sdp);
+		return true; })()`)
+	eval[bool](speaker, stallJS("pub"))
+	speaker.waitFor("waiting for the page to leave the live state", jsq("publish-controls")+`.dataset.state !== 'live'`, mediaStateJS, 20*time.Second)
+	speaker.waitFor("waiting to be live again", jsq("publish-controls")+`.dataset.state === 'live' && window.__refused === 2`, mediaStateJS, 30*time.Second)
+	// The third failure in a row was shown as an error; live again, it is gone.
+	if d := eval[string](speaker, `liveforum.media.error ? liveforum.media.error.source + ':' + liveforum.media.error.reason : ''`); d != "" {
+		t.Errorf("live again, the page still shows the error %q", d)
+	}
+	viewer.waitGrowing(sid, "camera", "framesDecoded")
+	viewer.waitGrowing(sid, "audio", "bytesReceived")
+}

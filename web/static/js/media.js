@@ -45,6 +45,21 @@ const ACTIVE_HOLD = 1200; // ms the active speaker stays highlighted after falli
 const GATHER_TIMEOUT = 5000; // ms to wait for ICE gathering before sending what there is
 const RETRY_MIN = 1000;
 const RETRY_MAX = 15000;
+/**
+ * DISCONNECTED_FOR is how long a peer connection may stay disconnected before it is given up and made
+ * anew: the server makes no ICE restarts, and takes a silent peer for gone 10 s after its last packet,
+ * while the browser would wait ~30 s to call the connection failed (a media node that died, say).
+ */
+const DISCONNECTED_FOR = 6000;
+
+/** watchDisconnected calls giveUp when pc has been disconnected (or failed to connect) for DISCONNECTED_FOR. */
+function watchDisconnected(pc, giveUp) {
+  let timer = 0;
+  pc.addEventListener('connectionstatechange', () => {
+    clearTimeout(timer);
+    if (pc.connectionState === 'disconnected') timer = setTimeout(() => pc.connectionState === 'disconnected' && giveUp(), DISCONNECTED_FOR);
+  });
+}
 const DEVICE_KEY = 'liveforum.device.';
 const QUALITY_KEY = 'liveforum.quality';
 const QUALITY_BURST = 8; // media.quality messages sent at once; the rest a second later (the flood limit)
@@ -237,6 +252,7 @@ export class StageMedia extends EventTarget {
   detach() {
     this._gen++;
     clearTimeout(this._retryTimer);
+    clearTimeout(this._pubRetryTimer);
     this._closeSub();
     this._closePub();
     this._listen(null);
@@ -324,6 +340,7 @@ export class StageMedia extends EventTarget {
         this._subscriptionFailed();
       }
     });
+    watchDisconnected(pc, () => this._sub === sub && this._subscriptionFailed());
     ready();
     this._sampleSoon();
   }
@@ -832,6 +849,11 @@ export class StageMedia extends EventTarget {
         this._setPublishing('starting'); // start() publishes after the recovery
         return;
       }
+      if (err && (err.code === 'unavailable' || err.code === 'timeout')) {
+        // The room's media node is busy, or dead and not yet replaced: try again, as after a failed connection.
+        this._publishFailed();
+        return;
+      }
       const reason = err && err.code === 'stage_full' ? 'stageFull' : err && err.code === 'forbidden' ? 'forbidden' : 'failed';
       this._setError({ source: 'publish', reason });
       this._setPublishing('failed');
@@ -845,16 +867,32 @@ export class StageMedia extends EventTarget {
       const st = pc.connectionState;
       if (st === 'connected') {
         this._pubRetries = 0;
+        if (this.error && this.error.source === 'publish') this._setError(null); // the retries succeeded
         this._setPublishing('live');
       } else if (st === 'failed') {
-        this._setPublishing('failed');
-        if (this._pubRetries++ < 3) setTimeout(() => this._republish(), RETRY_MIN * this._pubRetries);
-        else this._setError({ source: 'publish', reason: 'failed' });
+        this._publishFailed();
       }
     };
     pc.addEventListener('connectionstatechange', onState);
+    watchDisconnected(pc, () => this._pub && this._pub.pc === pc && this._publishFailed());
     onState();
     this._sampleSoon();
+  }
+
+  /**
+   * _publishFailed publishes again after a connection that failed or a refusal that will pass (unavailable,
+   * timeout): after 1 s, then 2, 4… up to 15 s, for as long as a source is on; the third failure in a row
+   * is also shown as an error.
+   */
+  _publishFailed() {
+    this._closePub();
+    this._setPublishing('failed');
+    const n = ++this._pubRetries;
+    if (n === 3) this._setError({ source: 'publish', reason: 'failed' });
+    clearTimeout(this._pubRetryTimer);
+    this._pubRetryTimer = setTimeout(() => {
+      if (this.hasLocal()) this._republish();
+    }, Math.min(RETRY_MIN * 2 ** (n - 1), RETRY_MAX));
   }
 
   _closePub() {
