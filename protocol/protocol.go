@@ -145,6 +145,9 @@ type ChatSent struct {
 // MediaSDP carries a session description: media.publish, its reply, media.offer, media.answer.
 type MediaSDP struct {
 	SDP string `json:"sdp"`
+	// Names, in a media.offer only: the display names of the stage's publishers by identity, for those
+	// who are not members a page knows by name (a WHIP encoder).
+	Names map[string]string `json:"names,omitempty"`
 }
 
 // MediaConfig answers media.subscribe: the ICE servers (STUN, TURN) to give the browser's peer

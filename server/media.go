@@ -42,11 +42,11 @@ func (m *connMedia) close() {
 // mediaPeer is whom a media request comes from: a connection of this node, or a member connected to
 // another node whose requests are relayed here.
 type mediaPeer interface {
-	member() (identity string, role auth.Role)
+	member() (identity, name string, role auth.Role)
 	media(room string) *connMedia // created if missing
 	reply(id uint64, room string, v any)
 	fail(id uint64, room string, err error)
-	offer(room, sdp string) // a server-made offer for the peer's stage
+	offer(room, sdp string, names map[string]string) // a server-made offer for the peer's stage, with its publishers' names
 }
 
 // mayPublish reports which media a role may publish: speakers and moderators audio and video,
@@ -64,7 +64,9 @@ func mayPublish(r auth.Role) (audio, video bool) {
 // localPeer is a connection of this node as a mediaPeer. Read loop only.
 type localPeer struct{ c *conn }
 
-func (p localPeer) member() (string, auth.Role) { return p.c.who.member.Identity, p.c.who.role }
+func (p localPeer) member() (string, string, auth.Role) {
+	return p.c.who.member.Identity, p.c.who.member.Name, p.c.who.role
+}
 func (p localPeer) media(room string) *connMedia {
 	if p.c.media == nil {
 		p.c.media = map[string]*connMedia{}
@@ -78,8 +80,8 @@ func (p localPeer) media(room string) *connMedia {
 }
 func (p localPeer) reply(id uint64, room string, v any)    { p.c.reply(id, room, v) }
 func (p localPeer) fail(id uint64, room string, err error) { p.c.fail(id, room, err) }
-func (p localPeer) offer(room, sdp string) {
-	p.c.Send(protocol.Marshal(protocol.TypeMediaOffer, 0, room, protocol.MediaSDP{SDP: sdp}))
+func (p localPeer) offer(room, sdp string, names map[string]string) {
+	p.c.Send(protocol.Marshal(protocol.TypeMediaOffer, 0, room, protocol.MediaSDP{SDP: sdp, Names: names}))
 }
 
 // handleMedia runs a media.* request of a member joined to the room: here if this node is the room's
@@ -127,7 +129,7 @@ func (s *Server) mediaRequest(ctx context.Context, p mediaPeer, env protocol.Env
 		return err
 	}
 	m := p.media(env.Room)
-	id, role := p.member()
+	id, display, role := p.member()
 	switch env.Type {
 	case protocol.TypeMediaSubscribe:
 		if m.sub != nil {
@@ -136,7 +138,7 @@ func (s *Server) mediaRequest(ctx context.Context, p mediaPeer, env protocol.Env
 		name := env.Room
 		// The reply goes first: the client learns the ICE servers before the first offer arrives.
 		p.reply(env.ID, env.Room, protocol.MediaConfig{ICEServers: iceServers(s.cfg.Media)})
-		m.sub, err = room.Subscribe(id, func(sdp string) { p.offer(name, sdp) })
+		m.sub, err = room.Subscribe(id, func(sdp string) { p.offer(name, sdp, room.Names()) })
 		if err != nil {
 			p.fail(0, env.Room, err) // a notice: the reply went already
 		}
@@ -188,7 +190,7 @@ func (s *Server) mediaRequest(ctx context.Context, p mediaPeer, env protocol.Env
 		if !video && slices.Contains(kinds, "video") {
 			return errAudioOnly
 		}
-		pub, answer, err := room.Publish(ctx, id, req.SDP)
+		pub, answer, err := room.Publish(ctx, id, display, req.SDP)
 		if err != nil {
 			return err
 		}

@@ -78,6 +78,13 @@ func TestMediaAcrossNodes(t *testing.T) {
 	publishOverWS(t, other, room, enc2)
 	r, _ := ea.Room(room)
 	waitUntil(t, "both speakers publish on node A", func() bool { return len(r.Publishers()) == 2 })
+	// Their names come with the server's offers, relayed to the viewer's node; the second speaker's name
+	// was relayed with its publish.
+	waitUntil(t, "the viewer on node B has both speakers' names", func() bool {
+		viewer.mu.Lock()
+		defer viewer.mu.Unlock()
+		return viewer.names["sp"] == "Speaker" && viewer.names["sp2"] == "Second speaker" && len(viewer.names) == 2
+	})
 
 	// A moderator on B mutes the first speaker's audio, on A.
 	mod := b.dial(client.Options{Token: b.token(room, "mo", "Moderator", auth.RoleModerator)})
@@ -109,6 +116,9 @@ func TestWHIPAndWHEPAcrossNodes(t *testing.T) {
 	obs.answer(t, string(body))
 	r, _ := ea.Room(room)
 	waitUntil(t, "the encoder on node B publishes on node A", func() bool { return len(r.Publishers()) == 2 })
+	if got := r.Names()["obs"]; got != "OBS" {
+		t.Errorf("the encoder's name on node A: %q, want the token's, OBS", got)
+	}
 	if eb.Active(room) {
 		t.Fatal("node B's SFU has the room's media too")
 	}

@@ -28,6 +28,7 @@ type stageViewer struct {
 	mu      sync.Mutex
 	packets map[string]int
 	marks   map[string]byte
+	names   map[string]string // the publishers' names in the server's last offer
 }
 
 func newStageViewer(t *testing.T, ts *testServer, room, identity string, role auth.Role) *stageViewer {
@@ -37,6 +38,9 @@ func newStageViewer(t *testing.T, ts *testServer, room, identity string, role au
 		OnMedia: func(r, typ string, data json.RawMessage) {
 			var m protocol.MediaSDP
 			if typ == protocol.TypeMediaOffer && json.Unmarshal(data, &m) == nil {
+				v.mu.Lock()
+				v.names = m.Names
+				v.mu.Unlock()
 				v.offers <- m.SDP
 			}
 		}})

@@ -56,6 +56,7 @@ type relayMsg struct {
 	ID       uint64          `json:"id,omitempty"`
 	Type     string          `json:"type,omitempty"`
 	Identity string          `json:"identity,omitempty"`
+	Name     string          `json:"name,omitempty"` // the member's display name
 	Role     auth.Role       `json:"role,omitempty"`
 	Data     json.RawMessage `json:"data,omitempty"`
 	Code     string          `json:"code,omitempty"`
@@ -426,7 +427,7 @@ func (r *relay) forward(ctx context.Context, c *conn, holder string, env protoco
 		return errMediaNodeDown
 	}
 	data, err := json.Marshal(relayMsg{Op: "req", From: r.node, Conn: c.id, Room: env.Room, ID: env.ID, Type: env.Type,
-		Identity: c.who.member.Identity, Role: c.who.role, Data: env.Data})
+		Identity: c.who.member.Identity, Name: c.who.member.Name, Role: c.who.role, Data: env.Data})
 	if err != nil {
 		return err
 	}
@@ -497,7 +498,7 @@ func (r *relay) onMessage(data []byte) {
 		r.mu.Lock()
 		p := r.remote[key]
 		if p == nil {
-			p = &remotePeer{r: r, key: key, identity: m.Identity, role: m.Role}
+			p = &remotePeer{r: r, key: key, identity: m.Identity, name: m.Name, role: m.Role}
 			r.remote[key] = p
 		}
 		r.mu.Unlock()
@@ -560,6 +561,7 @@ type remotePeer struct {
 	r        *relay
 	key      remoteKey
 	identity string
+	name     string
 	role     auth.Role
 
 	mu   sync.Mutex // held by the inbox while it runs the peer's request, and by close
@@ -567,7 +569,7 @@ type remotePeer struct {
 	gone bool // closed: its node ended it, or died
 }
 
-func (p *remotePeer) member() (string, auth.Role) { return p.identity, p.role }
+func (p *remotePeer) member() (string, string, auth.Role) { return p.identity, p.name, p.role }
 
 func (p *remotePeer) media(string) *connMedia {
 	if p.m == nil {
@@ -599,8 +601,8 @@ func (p *remotePeer) fail(id uint64, room string, err error) {
 	p.r.tell(p.key.node, relayMsg{Op: "resp", Conn: p.key.conn, Room: room, ID: id, Code: code, Message: msg})
 }
 
-func (p *remotePeer) offer(room, sdp string) {
-	data, _ := json.Marshal(protocol.MediaSDP{SDP: sdp})
+func (p *remotePeer) offer(room, sdp string, names map[string]string) {
+	data, _ := json.Marshal(protocol.MediaSDP{SDP: sdp, Names: names})
 	p.r.tell(p.key.node, relayMsg{Op: "offer", Conn: p.key.conn, Room: room, Data: data})
 }
 
@@ -646,7 +648,7 @@ func (o *outHTTP) Done() <-chan struct{} { return o.done }
 // startRemoteHTTP starts a WHIP ("whip") or WHEP ("whep") session on the media node holder; it returns the
 // SDP answer and the session. A media node known dead is not asked (errMediaNodeDown); one that does not
 // answer within relayReplyTimeout, or dies meanwhile, fails the request likewise.
-func (r *relay) startRemoteHTTP(ctx context.Context, holder, kind, room, identity, offer string) (string, *outHTTP, error) {
+func (r *relay) startRemoteHTTP(ctx context.Context, holder, kind, room, identity, name, offer string) (string, *outHTTP, error) {
 	if r.isDown(ctx, room, holder) {
 		return "", nil, errMediaNodeDown
 	}
@@ -659,7 +661,7 @@ func (r *relay) startRemoteHTTP(ctx context.Context, holder, kind, room, identit
 	r.awaitLocked(k, holder, kind, ch)
 	r.mu.Unlock()
 	data, _ := json.Marshal(offer)
-	msg, _ := json.Marshal(relayMsg{Op: "http", From: r.node, ID: id, Room: room, Type: kind, Identity: identity, Data: data})
+	msg, _ := json.Marshal(relayMsg{Op: "http", From: r.node, ID: id, Room: room, Type: kind, Identity: identity, Name: name, Data: data})
 	if err := r.s.b.Tell(ctx, holder, msg); err != nil {
 		r.take(k)
 		o.finish()
@@ -726,7 +728,7 @@ func (r *relay) onHTTP(m relayMsg) {
 		var done <-chan struct{}
 		if m.Type == "whip" {
 			var pub *signaling.Publisher
-			pub, answer, err = room.Publish(ctx, m.Identity, offer)
+			pub, answer, err = room.Publish(ctx, m.Identity, m.Name, offer)
 			if err == nil {
 				end, done = pub.Close, pub.Done()
 			}

@@ -98,6 +98,7 @@ type httpMediaSession struct {
 	kind     string // "whip" or "whep"
 	room     string
 	identity string
+	name     string // the token's display name (a WHIP publisher's, shown on its tile)
 	// token is the SHA-256 of the bearer token that started the session; zero for a guest's WHEP without
 	// one, whose session URL alone may end it.
 	token  [32]byte
@@ -408,7 +409,7 @@ func (s *Server) startMedia(w http.ResponseWriter, r *http.Request, kind string)
 	}
 	ms := &httpMediaSession{id: uuid.NewString(), kind: kind, room: name}
 	if c.claims != nil {
-		ms.identity, ms.token = c.claims.Identity, sha256.Sum256([]byte(c.token))
+		ms.identity, ms.name, ms.token = c.claims.Identity, strings.TrimSpace(c.claims.Name), sha256.Sum256([]byte(c.token))
 	} else {
 		ms.anyone = true
 	}
@@ -430,13 +431,13 @@ func (s *Server) startMedia(w http.ResponseWriter, r *http.Request, kind string)
 	case holder != s.relay.node:
 		// Another node holds the room's media: the session runs there; its resource stays here.
 		var o *outHTTP
-		answer, o, err = s.relay.startRemoteHTTP(ctx, holder, kind, name, ms.identity, offer)
+		answer, o, err = s.relay.startRemoteHTTP(ctx, holder, kind, name, ms.identity, ms.name, offer)
 		if err == nil {
 			ms.end, ms.done = o.end, o.Done()
 		}
 	case kind == "whip":
 		var pub *signaling.Publisher
-		pub, answer, err = room.Publish(ctx, ms.identity, offer)
+		pub, answer, err = room.Publish(ctx, ms.identity, ms.name, offer)
 		if err == nil {
 			ms.end, ms.done = pub.Close, pub.Done()
 		}

@@ -78,7 +78,7 @@ func publishCodec(t *testing.T, r *Room, identity string, mark byte, video webrt
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	pub, answer, err := r.Publish(ctx, identity, rtctest.Offer(t, tp.pc))
+	pub, answer, err := r.Publish(ctx, identity, "Name of "+identity, rtctest.Offer(t, tp.pc))
 	if err != nil {
 		t.Fatalf("publish %s: %v", identity, err)
 	}
@@ -298,7 +298,7 @@ func publishSimulcast(t *testing.T, r *Room, identity string) *simulcastPublishe
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	_, answer, err := r.Publish(ctx, identity, rtctest.Offer(t, sp.pc))
+	_, answer, err := r.Publish(ctx, identity, "", rtctest.Offer(t, sp.pc))
 	if err != nil {
 		t.Fatalf("publish simulcast: %v", err)
 	}

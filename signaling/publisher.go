@@ -16,6 +16,7 @@ import (
 type Publisher struct {
 	room     *Room
 	identity string
+	name     string // the member's display name, for subscribers (Room.Names)
 	pc       *webrtc.PeerConnection
 	started  time.Time
 
@@ -97,8 +98,9 @@ func answerOffer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (
 }
 
 // Publish starts the member's publishing from its SDP offer and returns the answer. A member who already
-// publishes in the room is replaced. The caller has checked that the member may publish.
-func (r *Room) Publish(ctx context.Context, identity, offer string) (_ *Publisher, _ string, err error) {
+// publishes in the room is replaced. The caller has checked that the member may publish; name is the
+// member's display name, given to subscribers (Names).
+func (r *Room) Publish(ctx context.Context, identity, name, offer string) (_ *Publisher, _ string, err error) {
 	defer r.forgetIfFailed(&err)
 	cfg := r.e.cfg
 	if err := checkOffer(offer, cfg.MaxTracksPerPublisher); err != nil {
@@ -115,7 +117,7 @@ func (r *Room) Publish(ctx context.Context, identity, offer string) (_ *Publishe
 	if err != nil {
 		return nil, "", err
 	}
-	p := &Publisher{room: r, identity: identity, pc: pc, started: time.Now(), done: make(chan struct{})}
+	p := &Publisher{room: r, identity: identity, name: name, pc: pc, started: time.Now(), done: make(chan struct{})}
 	pc.OnTrack(p.onTrack)
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {

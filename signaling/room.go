@@ -60,6 +60,19 @@ func (r *Room) Publisher(identity string) *Publisher {
 	return r.pubs[identity]
 }
 
+// Names returns the display names of the room's publishers, by identity (those given one).
+func (r *Room) Names() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]string, len(r.pubs))
+	for id, p := range r.pubs {
+		if p.name != "" {
+			out[id] = p.name
+		}
+	}
+	return out
+}
+
 // Publishers returns the identities publishing now, sorted.
 func (r *Room) Publishers() []string {
 	r.mu.Lock()

@@ -37,6 +37,9 @@ func TestPublishSubscribe(t *testing.T) {
 	if got := r.Publishers(); len(got) != 1 || got[0] != "ana" {
 		t.Fatalf("publishers %v, want [ana]", got)
 	}
+	if got := r.Names(); len(got) != 1 || got["ana"] != "Name of ana" {
+		t.Fatalf("names %v, want ana: Name of ana", got)
+	}
 }
 
 // One subscriber whose writes stall (each takes 100 ms) loses its own packets; the others receive at the
@@ -196,10 +199,10 @@ func TestBadOffers(t *testing.T) {
 	e := newTestEngine(t, func(c *Config) { c.MaxTracksPerPublisher = 1 })
 	r, _ := e.Room("plaza")
 	ctx := context.Background()
-	if _, _, err := r.Publish(ctx, "ana", "hello"); !errors.Is(err, ErrBadSDP) {
+	if _, _, err := r.Publish(ctx, "ana", "", "hello"); !errors.Is(err, ErrBadSDP) {
 		t.Errorf("publish garbage: %v, want ErrBadSDP", err)
 	}
-	if _, _, err := r.Publish(ctx, "ana", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"); !errors.Is(err, ErrBadSDP) {
+	if _, _, err := r.Publish(ctx, "ana", "", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"); !errors.Is(err, ErrBadSDP) {
 		t.Errorf("publish without media: %v, want ErrBadSDP", err)
 	}
 	pc := rtctest.PeerConnection(t)
@@ -208,7 +211,7 @@ func TestBadOffers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := r.Publish(ctx, "ana", rtctest.Offer(t, pc)); !errors.Is(err, ErrTooManyTracks) {
+	if _, _, err := r.Publish(ctx, "ana", "", rtctest.Offer(t, pc)); !errors.Is(err, ErrTooManyTracks) {
 		t.Errorf("publish two tracks where one is allowed: %v, want ErrTooManyTracks", err)
 	}
 	if _, _, err := r.SubscribeStage(ctx, "viewer", "v=0\r\n"); !errors.Is(err, ErrBadSDP) {
@@ -290,7 +293,7 @@ func TestPublicIPsInCandidates(t *testing.T) {
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
 		t.Fatal(err)
 	}
-	_, answer, err := r.Publish(context.Background(), "ana", rtctest.Offer(t, pc))
+	_, answer, err := r.Publish(context.Background(), "ana", "", rtctest.Offer(t, pc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +307,7 @@ func TestPublicIPsInCandidates(t *testing.T) {
 func TestForgottenRoomIsFoundAgain(t *testing.T) {
 	e := newTestEngine(t, nil)
 	r, _ := e.Room("plaza")
-	if _, _, err := r.Publish(context.Background(), "ana", "garbage"); !errors.Is(err, ErrBadSDP) {
+	if _, _, err := r.Publish(context.Background(), "ana", "", "garbage"); !errors.Is(err, ErrBadSDP) {
 		t.Fatalf("bad offer: %v", err)
 	}
 	e.mu.Lock()

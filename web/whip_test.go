@@ -316,6 +316,10 @@ func TestWHIPEncoderToViewer(t *testing.T) {
 
 	viewer.waitTile(identity, "video", "on")
 	viewer.waitTile(identity, "audio", "on")
+	// The encoder is no member of the room: its tile has the name in its token, which the server gives with
+	// its offers.
+	viewer.waitFor("waiting for the encoder's name on its tile", fmt.Sprintf(`document.querySelector(%s + ' [data-testid=tile-name]')?.textContent === 'GStreamer Encoder'`,
+		jsString(tileSel(identity))), mediaStateJS, mediaTimeout)
 	viewer.waitFor("waiting for the first decoded frame", statJS(identity, "camera", "framesDecoded")+` > 0`, mediaStateJS, mediaTimeout)
 	// Two readings a second apart at least: the video keeps being decoded (30 more frames of a 30 fps
 	// source) and the audio keeps arriving.

@@ -16,7 +16,7 @@
 //                                                      closed (4006), or a rejoin refused (code 0, reason = error code)
 //   "closed"   {code, reason, error}                   the client ended for good (final close code, refused
 //                                                      credentials, or close()); it will not reconnect
-//   "media.offer" {room, sdp, subscription}            the server's offer for the room's stage (after
+//   "media.offer" {room, sdp, names, subscription}            the server's offer for the room's stage (after
 //                                                      mediaSubscribe): answer it with mediaAnswer. subscription
 //                                                      says which mediaSubscribe it follows (the number in that
 //                                                      call's reply): an offer of an earlier one is stale
@@ -529,7 +529,8 @@ export class ForumClient extends EventTarget {
       case 'media.offer': {
         const d = m.data || {};
         if (typeof d.sdp === 'string' && this._rooms.has(m.room)) {
-          this._emit('media.offer', { room: m.room, sdp: d.sdp, subscription: this._mediaSubs.get(m.room) || 0 });
+          const names = d.names && typeof d.names === 'object' ? d.names : {};
+          this._emit('media.offer', { room: m.room, sdp: d.sdp, names, subscription: this._mediaSubs.get(m.room) || 0 });
         }
         return;
       }

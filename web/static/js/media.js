@@ -194,6 +194,7 @@ export class StageMedia extends EventTarget {
     this.room = '';
     this.self = ''; // this member's identity
     this.speakers = new Map(); // identity → Speaker, in order of arrival (this member's own included)
+    this.names = new Map(); // identity → display name of the stage's publishers, as the server's last offer gave them
     this.active = ''; // identity of the active speaker, or ''
     this.local = { mic: null, camera: null, screen: null }; // own tracks
     this.localLevel = 0;
@@ -283,7 +284,9 @@ export class StageMedia extends EventTarget {
     }
     if (!client) return;
     const onOffer = (e) => {
-      if (e.detail.room === this.room) this._onOffer(e.detail.sdp, e.detail.subscription);
+      if (e.detail.room !== this.room) return;
+      this.names = new Map(Object.entries(e.detail.names || {}).filter(([, n]) => typeof n === 'string' && n));
+      this._onOffer(e.detail.sdp, e.detail.subscription);
     };
     const onNotice = (e) => {
       // A subscription the server could not start after its reply: try again later.

@@ -166,9 +166,10 @@ export function createStage(root, store, connState, media) {
   document.addEventListener('visibilitychange', measureSoon);
   window.addEventListener('resize', measureSoon); // a zoom changes devicePixelRatio
 
+  /** memberName is a member's name; a publisher who is not a member (a WHIP encoder) has the name the server gave. */
   function memberName(identity) {
     const m = store.members.get(identity) || (store.self && store.self.identity === identity ? store.self : null);
-    return (m && m.name) || t('chat.unknown');
+    return (m && m.name) || media.names.get(identity) || t('chat.unknown');
   }
 
   function isModerator() {
