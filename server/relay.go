@@ -89,10 +89,11 @@ type waiter struct {
 
 // relay is the server's side of media across nodes.
 type relay struct {
-	s      *Server
-	node   string
-	ttl    time.Duration // of media leases
-	nextID atomic.Uint64
+	s        *Server
+	node     string
+	ttl      time.Duration // of media leases
+	nextID   atomic.Uint64
+	sweeping atomic.Bool // a sweep runs (renew starts one at a time)
 
 	mu       sync.Mutex
 	conns    map[uint64]*conn          // local connections with media relayed elsewhere
@@ -212,7 +213,16 @@ func (r *relay) renew() {
 				r.mu.Unlock()
 			}
 		}
-		r.sweep(time.Now())
+		// Not on this goroutine: ending a dead node's sessions can wait on a request in progress, and the
+		// leases must be renewed meanwhile.
+		if r.sweeping.CompareAndSwap(false, true) {
+			r.s.pinger.Add(1) // renew holds one: the group is not at zero
+			go func() {
+				defer r.s.pinger.Done()
+				defer r.sweeping.Store(false)
+				r.sweep(time.Now())
+			}()
+		}
 	}
 }
 
@@ -507,7 +517,9 @@ func (r *relay) onMessage(data []byte) {
 		if p.gone { // its node was found dead meanwhile
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.s.ctx, r.s.cfg.RequestTimeout)
+		// Done before the member's node gives up on the answer (relayReplyTimeout): a publish that could not
+		// answer in time fails here too, rather than leaving a publisher whose member was told unavailable.
+		ctx, cancel := context.WithTimeout(r.s.ctx, min(r.s.cfg.RequestTimeout, relayReplyTimeout-time.Second))
 		defer cancel()
 		env := protocol.Envelope{Type: m.Type, ID: m.ID, Room: m.Room, Data: m.Data}
 		if err := r.s.mediaRequest(ctx, p, env); err != nil {

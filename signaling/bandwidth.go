@@ -153,16 +153,8 @@ func (s *Subscriber) selectOnce(c *controller, now time.Time) {
 	}
 
 	for _, p := range video {
-		target := p.src.layer(p.d.quality())
-		if target == nil {
-			continue
-		}
-		if cur := p.d.src.Load(); target == cur {
-			if next := p.d.next.Swap(nil); next != nil && next != cur {
-				next.detach(p.d) // the choice changed back before the switch happened
-			}
-		} else if target != p.d.next.Load() {
-			p.d.switchTo(target)
+		if target := p.src.layer(p.d.quality()); target != nil {
+			p.d.switchTo(target) // the current layer: drops a pending switch; the pending one: nothing to do
 		}
 	}
 }

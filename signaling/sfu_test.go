@@ -372,7 +372,8 @@ func TestNACKedPacketsAreResent(t *testing.T) {
 // With more subscribers than one goroutine writes to, a packet is split among workers; every subscriber
 // still gets every packet, in order.
 func TestLargeFanOutSplitsAmongWorkers(t *testing.T) {
-	defer func(n int) { fanChunk = n }(fanChunk)
+	n := fanChunk
+	t.Cleanup(func() { fanChunk = n }) // after the engine's cleanup: its readers read fanChunk
 	fanChunk = 2
 	e := newTestEngine(t, nil)
 	r, _ := e.Room("plaza")

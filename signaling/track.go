@@ -287,6 +287,7 @@ type downTrack struct {
 	lastTS    uint32
 	sent      bool
 	waitKey   bool
+	rebase    bool       // the next packet forwarded sets the offsets (a new source)
 	out       rtp.Packet // the packet being written
 	hist      [histSize]sentPacket
 	rtxTokens int // retransmissions allowed: a quarter of one per packet forwarded, up to rtxBurst
@@ -381,8 +382,17 @@ func (d *downTrack) handle(p *rtp.Packet, from *upTrack) {
 	d.forward(p, from)
 }
 
-// follow makes the downTrack forward u (nil: nothing).
+// follow makes the downTrack forward u (nil: nothing) from now on, dropping a pending layer switch.
 func (d *downTrack) follow(u *upTrack) {
+	d.mu.Lock() // against handle's switch at a keyframe
+	defer d.mu.Unlock()
+	d.followLocked(u)
+}
+
+func (d *downTrack) followLocked(u *upTrack) {
+	if next := d.next.Swap(nil); next != nil && next != u && next != d.src.Load() {
+		next.detach(d)
+	}
 	if old := d.src.Swap(u); old == u {
 		return
 	} else if old != nil {
@@ -395,19 +405,24 @@ func (d *downTrack) follow(u *upTrack) {
 }
 
 // switchTo makes the downTrack move to layer u at u's next keyframe, forwarding the current layer until
-// then, so a switch shows no freeze.
+// then, so a switch shows no freeze; switching to the current layer drops a pending switch.
 func (d *downTrack) switchTo(u *upTrack) {
+	d.mu.Lock() // against handle's switch at a keyframe
+	defer d.mu.Unlock()
 	cur := d.src.Load()
 	if cur == nil || cur.kind() != webrtc.RTPCodecTypeVideo {
-		d.follow(u)
+		d.followLocked(u)
 		return
+	}
+	if u == cur {
+		u = nil
 	}
 	if old := d.next.Swap(u); old == u {
 		return
 	} else if old != nil && old != cur {
 		old.detach(d)
 	}
-	if u != nil && u != cur {
+	if u != nil {
 		u.attach(d)
 		u.requestKeyframe()
 	}
@@ -423,6 +438,19 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
 			d.waitKey = from.kind() == webrtc.RTPCodecTypeVideo
 		}
 		d.last = from
+		d.rebase = true
+	}
+	if d.waitKey {
+		if !isKeyframe(from.codec().MimeType, p.Payload) {
+			from.requestKeyframe()
+			return
+		}
+		d.waitKey = false
+	}
+	if d.rebase {
+		// Offsets from the first packet forwarded (not the first seen: those dropped while waiting for the
+		// keyframe would leave a hole the subscriber takes for loss).
+		d.rebase = false
 		if d.sent {
 			d.seqOff = d.lastSeq + 1 - p.SequenceNumber
 			step := uint32(960) // 20 ms of 48 kHz audio
@@ -432,13 +460,6 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
 			d.tsOff = d.lastTS + step - p.Timestamp
 		}
 	}
-	if d.waitKey {
-		if !isKeyframe(from.codec().MimeType, p.Payload) {
-			from.requestKeyframe()
-			return
-		}
-		d.waitKey = false
-	}
 	seq, ts := p.SequenceNumber+d.seqOff, p.Timestamp+d.tsOff
 	if err := d.writeOut(p, seq, ts, from.sendTime.Load()); err != nil {
 		return
@@ -447,7 +468,15 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
 	if d.rtxTokens < rtxBurst {
 		d.rtxTokens++
 	}
-	d.lastSeq, d.lastTS, d.sent = seq, ts, true
+	// Only forward: a packet the publisher resent late (NACK) must not pull the numbering back, or the next
+	// switch would reuse sequence numbers the subscriber has.
+	if !d.sent || int16(seq-d.lastSeq) > 0 {
+		d.lastSeq = seq
+	}
+	if !d.sent || int32(ts-d.lastTS) > 0 {
+		d.lastTS = ts
+	}
+	d.sent = true
 	d.forwarded.Add(1)
 }
 

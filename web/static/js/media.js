@@ -51,14 +51,28 @@ const RETRY_MAX = 15000;
  * while the browser would wait ~30 s to call the connection failed (a media node that died, say).
  */
 const DISCONNECTED_FOR = 6000;
+/** CONNECTING_FOR is how long a new peer connection may take to connect before it is given up. */
+const CONNECTING_FOR = 15000;
 
-/** watchDisconnected calls giveUp when pc has been disconnected (or failed to connect) for DISCONNECTED_FOR. */
+/**
+ * watchDisconnected calls giveUp when pc has been disconnected for DISCONNECTED_FOR, or connecting for
+ * CONNECTING_FOR (its media node went away right after answering, say).
+ */
 function watchDisconnected(pc, giveUp) {
   let timer = 0;
-  pc.addEventListener('connectionstatechange', () => {
+  const arm = () => {
     clearTimeout(timer);
-    if (pc.connectionState === 'disconnected') timer = setTimeout(() => pc.connectionState === 'disconnected' && giveUp(), DISCONNECTED_FOR);
-  });
+    const st = pc.connectionState;
+    const wait = st === 'disconnected' ? DISCONNECTED_FOR : st === 'new' || st === 'connecting' ? CONNECTING_FOR : 0;
+    if (wait) timer = setTimeout(() => pc.connectionState === st && giveUp(), wait);
+  };
+  pc.addEventListener('connectionstatechange', arm);
+  arm();
+}
+
+/** jitter spreads a retry delay over ±30 %, so that the clients of a node that died do not all come back at once. */
+function jitter(ms) {
+  return Math.round(ms * (0.7 + 0.6 * Math.random()));
 }
 const DEVICE_KEY = 'liveforum.device.';
 const QUALITY_KEY = 'liveforum.quality';
@@ -381,7 +395,7 @@ export class StageMedia extends EventTarget {
     this._retryDelay = Math.min(this._retryDelay * 2, RETRY_MAX);
     this._retryTimer = setTimeout(() => {
       if (this.client && this.client.state === 'connected') this._subscribe();
-    }, delay);
+    }, jitter(delay));
   }
 
   _closeSub() {
@@ -810,6 +824,7 @@ export class StageMedia extends EventTarget {
 
   async _publishNow(seq) {
     if (seq !== this._pubSeq) return; // a newer request follows
+    clearTimeout(this._pubRetryTimer); // this is the try a pending retry would make
     const client = this.client;
     const room = this.room;
     const tracks = SOURCES.filter((s) => this.local[s]).map((s) => [s, this.local[s]]);
@@ -854,7 +869,7 @@ export class StageMedia extends EventTarget {
       }
       if (err && (err.code === 'unavailable' || err.code === 'timeout')) {
         // The room's media node is busy, or dead and not yet replaced: try again, as after a failed connection.
-        this._publishFailed();
+        this._publishFailed(true);
         return;
       }
       const reason = err && err.code === 'stage_full' ? 'stageFull' : err && err.code === 'forbidden' ? 'forbidden' : 'failed';
@@ -870,6 +885,7 @@ export class StageMedia extends EventTarget {
       const st = pc.connectionState;
       if (st === 'connected') {
         this._pubRetries = 0;
+        clearTimeout(this._pubRetryTimer);
         if (this.error && this.error.source === 'publish') this._setError(null); // the retries succeeded
         this._setPublishing('live');
       } else if (st === 'failed') {
@@ -884,18 +900,22 @@ export class StageMedia extends EventTarget {
 
   /**
    * _publishFailed publishes again after a connection that failed or a refusal that will pass (unavailable,
-   * timeout): after 1 s, then 2, 4… up to 15 s, for as long as a source is on; the third failure in a row
-   * is also shown as an error.
+   * timeout): after 1 s, then 2, 4… up to 15 s (each ±30 %), for as long as a source is on; the third
+   * failure in a row is also shown as an error.
    */
-  _publishFailed() {
-    this._closePub();
-    this._setPublishing('failed');
+  _publishFailed(refused) {
+    // A refused republish (a source turned on or off) leaves the publication that is live as it is.
+    const live = refused && this._pub && this._pub.pc.connectionState === 'connected';
+    if (!live) {
+      this._closePub();
+      this._setPublishing('failed');
+    }
     const n = ++this._pubRetries;
-    if (n === 3) this._setError({ source: 'publish', reason: 'failed' });
+    if (n === 3 && !live) this._setError({ source: 'publish', reason: 'failed' });
     clearTimeout(this._pubRetryTimer);
     this._pubRetryTimer = setTimeout(() => {
       if (this.hasLocal()) this._republish();
-    }, Math.min(RETRY_MIN * 2 ** (n - 1), RETRY_MAX));
+    }, jitter(Math.min(RETRY_MIN * 2 ** (n - 1), RETRY_MAX)));
   }
 
   _closePub() {
