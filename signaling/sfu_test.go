@@ -336,14 +336,10 @@ func TestNACKedPacketsAreResent(t *testing.T) {
 	if dropped.Load() == 0 {
 		t.Fatal("the lossy socket dropped nothing")
 	}
-	time.Sleep(500 * time.Millisecond) // the last NACKs answered
+	// Every sequence number up to the highest seen by now must arrive, those the network dropped resent.
 	s.mu.Lock()
-	seqs := append([]uint16(nil), s.seqs["video"]...)
-	s.mu.Unlock()
-	got := map[uint16]bool{}
-	lo, hi := seqs[0], seqs[0]
-	for _, q := range seqs {
-		got[q] = true
+	lo, hi := s.seqs["video"][0], s.seqs["video"][0]
+	for _, q := range s.seqs["video"] {
 		if int16(q-lo) < 0 {
 			lo = q
 		}
@@ -351,11 +347,25 @@ func TestNACKedPacketsAreResent(t *testing.T) {
 			hi = q
 		}
 	}
-	var missing []uint16
-	for q := lo; q != hi-20; q++ { // the newest 20 may still be in flight
-		if !got[q] {
-			missing = append(missing, q)
+	s.mu.Unlock()
+	missing := func() []uint16 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		got := map[uint16]bool{}
+		for _, q := range s.seqs["video"] {
+			got[q] = true
 		}
+		var out []uint16
+		for q := lo; q != hi+1; q++ {
+			if !got[q] {
+				out = append(out, q)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for len(missing()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 	}
 	var resent uint64
 	s.sub.mu.Lock()
@@ -363,11 +373,11 @@ func TestNACKedPacketsAreResent(t *testing.T) {
 		resent += d.resent.Load()
 	}
 	s.sub.mu.Unlock()
-	if len(missing) > 0 || resent == 0 {
+	if m := missing(); len(m) > 0 || resent == 0 {
 		t.Fatalf("%d RTP packets dropped by the network, %d resent by the server; video sequence numbers %d..%d missing %v",
-			dropped.Load(), resent, lo, hi, missing)
+			dropped.Load(), resent, lo, hi, m)
 	}
-	t.Logf("%d packets dropped by the network, %d resent, none missing among %d", dropped.Load(), resent, int(uint16(hi-20-lo)))
+	t.Logf("%d packets dropped by the network, %d resent, none missing among %d", dropped.Load(), resent, int(uint16(hi-lo))+1)
 }
 
 // With more subscribers than one goroutine writes to, a packet is split among workers; every subscriber
@@ -544,7 +554,8 @@ func TestStageSwitchMidStreamLeavesNoHole(t *testing.T) {
 	time.Sleep(400 * time.Millisecond) // bo is now mid-way between two keyframes (one every 1.5 s)
 	r.StopPublisher("ana")
 	eventually(t, "bo's video on the stage again", func() bool { return ts.lastMark("video") == 'b' })
-	time.Sleep(200 * time.Millisecond)
+	back := ts.count("video")
+	eventually(t, "30 more of bo's packets", func() bool { return ts.count("video") >= back+30 })
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	seqs := ts.seqs["video"]

@@ -385,47 +385,58 @@ func (d *downTrack) handle(p *rtp.Packet, from *upTrack) {
 // follow makes the downTrack forward u (nil: nothing) from now on, dropping a pending layer switch.
 func (d *downTrack) follow(u *upTrack) {
 	d.mu.Lock() // against handle's switch at a keyframe
-	defer d.mu.Unlock()
-	d.followLocked(u)
+	attached := d.followLocked(u)
+	d.mu.Unlock()
+	if attached {
+		u.requestKeyframe() // not under the lock: an RTCP write to the publisher
+	}
 }
 
-func (d *downTrack) followLocked(u *upTrack) {
+// followLocked makes the downTrack forward u and reports whether u was newly attached.
+func (d *downTrack) followLocked(u *upTrack) bool {
 	if next := d.next.Swap(nil); next != nil && next != u && next != d.src.Load() {
 		next.detach(d)
 	}
 	if old := d.src.Swap(u); old == u {
-		return
+		return false
 	} else if old != nil {
 		old.detach(d)
 	}
 	if u != nil {
 		u.attach(d)
-		u.requestKeyframe()
 	}
+	return u != nil
 }
 
 // switchTo makes the downTrack move to layer u at u's next keyframe, forwarding the current layer until
 // then, so a switch shows no freeze; switching to the current layer drops a pending switch.
 func (d *downTrack) switchTo(u *upTrack) {
 	d.mu.Lock() // against handle's switch at a keyframe
-	defer d.mu.Unlock()
+	attached := d.switchLocked(u)
+	d.mu.Unlock()
+	if attached {
+		u.requestKeyframe() // the switch happens at it; not under the lock: an RTCP write to the publisher
+	}
+}
+
+// switchLocked sets the pending switch and reports whether u was newly attached.
+func (d *downTrack) switchLocked(u *upTrack) bool {
 	cur := d.src.Load()
 	if cur == nil || cur.kind() != webrtc.RTPCodecTypeVideo {
-		d.followLocked(u)
-		return
+		return d.followLocked(u)
 	}
 	if u == cur {
 		u = nil
 	}
 	if old := d.next.Swap(u); old == u {
-		return
+		return false
 	} else if old != nil && old != cur {
 		old.detach(d)
 	}
 	if u != nil {
 		u.attach(d)
-		u.requestKeyframe()
 	}
+	return u != nil
 }
 
 // forward rewrites a packet's sequence number and timestamp so they continue across source switches,
@@ -512,22 +523,26 @@ func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts, sendTime uint32) err
 }
 
 // retransmit answers a NACK for one of the subscriber's sequence numbers from the upTrack's cache, within
-// the retransmission budget.
-func (d *downTrack) retransmit(seq uint16) {
+// the retransmission budget; it reports whether budget is left for more.
+func (d *downTrack) retransmit(seq uint16) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.rtxTokens < 4 {
+		return false
+	}
 	h := d.hist[seq%histSize]
-	if h.from == nil || h.outSeq != seq || d.rtxTokens < 4 {
-		return
+	if h.from == nil || h.outSeq != seq {
+		return true
 	}
 	p := h.from.cached(h.seq)
 	if p == nil {
-		return
+		return true
 	}
 	if d.writeOut(p, seq, p.Timestamp+h.tsOff, absSendTime(time.Now())) == nil {
 		d.rtxTokens -= 4
 		d.resent.Add(1)
 	}
+	return true
 }
 
 // readRTCP handles the subscriber's RTCP for this track: keyframe requests go to the source, NACKs are
@@ -546,10 +561,12 @@ func (d *downTrack) readRTCP() {
 					u.requestKeyframe()
 				}
 			case *rtcp.TransportLayerNack:
-				for i := range p.Nacks {
+				// As many as the budget allows: a hostile list of every sequence number costs little more.
+				more := true
+				for i := 0; i < len(p.Nacks) && more; i++ {
 					p.Nacks[i].Range(func(seq uint16) bool {
-						d.retransmit(seq)
-						return true
+						more = d.retransmit(seq)
+						return more
 					})
 				}
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
