@@ -472,6 +472,11 @@ func TestEstimateWarmupAndAge(t *testing.T) {
 	if _, ok := s.currentEstimate(time.Now().Add(6*time.Second), 0); ok {
 		t.Error("an estimate 6 s old still trusted")
 	}
+	s.noteEstimate(math.MaxFloat32)
+	if est, _ := s.currentEstimate(time.Now(), 0); est != 1e12 {
+		t.Errorf("a 3.4e38 bit/s estimate is taken as %v, want it capped at 1e12", est)
+	}
+	s.noteEstimate(300_000)
 	s.noteEstimate(float32(math.NaN()))
 	if est, _ := s.currentEstimate(time.Now(), 0); est != 300_000 {
 		t.Errorf("a NaN estimate replaced the last one: %v", est)

@@ -299,17 +299,24 @@ type videoPicture struct {
 	Playing bool    `json:"playing"`
 }
 
-// A GStreamer encoder publishes over WHIP; a viewer in the browser sees its test pattern and receives its
-// audio; SIGINT makes the encoder DELETE its session (200), and its tile leaves the viewer's stage.
-func TestWHIPEncoderToViewer(t *testing.T) {
-	f := newForum(t)
-	const room, identity = "encoder", "gst-encoder"
+// encoderOnStage starts a viewer page in a room and a GStreamer encoder publishing to it over WHIP with a
+// speaker's token, through a proxy that records the encoder's requests; it returns once the encoder says it
+// is connected.
+func (f *forum) encoderOnStage(t *testing.T, room, identity string) (*page, *gstWHIP, *httpExchanges) {
+	t.Helper()
 	viewer := f.joinedPage(t, "viewer", "/r/"+room, "Vera Viewer", "en")
 	viewer.waitFor("waiting for the stage's media", jsq("stage")+`.dataset.media === 'connected'`, mediaStateJS, mediaTimeout)
-
 	base, exchanges := f.recordingProxy(t)
 	enc := startWHIPClient(t, base+"/whip/"+room, f.speakerToken(t, room, identity, "GStreamer Encoder"))
 	enc.waitOutput(t, "PeerConnection connected", mediaTimeout)
+	return viewer, enc, exchanges
+}
+
+// A GStreamer encoder publishes over WHIP; a viewer in the browser sees its test pattern and receives its
+// audio; SIGINT makes the encoder DELETE its session (200), and its tile leaves the viewer's stage.
+func TestWHIPEncoderToViewer(t *testing.T) {
+	const room, identity = "encoder", "gst-encoder"
+	viewer, enc, exchanges := newForum(t).encoderOnStage(t, room, identity)
 	if got := exchanges.wait(t, "POST", "/whip/"+room); len(got) != 1 || !strings.HasSuffix(got[0], " 201") {
 		t.Fatalf("the encoder's WHIP POST: %q, want one answered 201 (all requests: %q)", got, exchanges.all())
 	}
@@ -397,13 +404,8 @@ func TestWHIPEncoderBadToken(t *testing.T) {
 // An encoder killed outright sends no DELETE: the server ends its session when ICE gives up on it (5 s
 // without a packet, then 5 s more), and its tile leaves the viewer's stage within about 10 s.
 func TestWHIPEncoderKilled(t *testing.T) {
-	f := newForum(t)
 	const room, identity = "encoder", "gst-encoder"
-	viewer := f.joinedPage(t, "viewer", "/r/"+room, "Vera Viewer", "en")
-	viewer.waitFor("waiting for the stage's media", jsq("stage")+`.dataset.media === 'connected'`, mediaStateJS, mediaTimeout)
-	base, exchanges := f.recordingProxy(t)
-	enc := startWHIPClient(t, base+"/whip/"+room, f.speakerToken(t, room, identity, "GStreamer Encoder"))
-	enc.waitOutput(t, "PeerConnection connected", mediaTimeout)
+	viewer, enc, exchanges := newForum(t).encoderOnStage(t, room, identity)
 	viewer.waitTile(identity, "video", "on")
 	viewer.waitFor("waiting for the first decoded frame", statJS(identity, "camera", "framesDecoded")+` > 0`, mediaStateJS, mediaTimeout)
 

@@ -683,6 +683,16 @@ export class StageMedia extends EventTarget {
       await this._republish();
       return;
     }
+    const track = await this._captureBusy(source);
+    if (!track) return;
+    this._setLocal(source, track);
+    if (this.error && (this.error.source === source || this.error.source === 'publish')) this._setError(null);
+    this._emit('publish');
+    await this._republish();
+  }
+
+  /** _captureBusy captures a source, marked busy meanwhile; null (already told: 'publish' emitted) when it could not. */
+  async _captureBusy(source) {
     this.busy[source] = true;
     this._emit('publish');
     let track = null;
@@ -691,14 +701,8 @@ export class StageMedia extends EventTarget {
     } finally {
       this.busy[source] = false;
     }
-    if (!track) {
-      this._emit('publish');
-      return;
-    }
-    this._setLocal(source, track);
-    if (this.error && (this.error.source === source || this.error.source === 'publish')) this._setError(null);
-    this._emit('publish');
-    await this._republish();
+    if (!track) this._emit('publish');
+    return track;
   }
 
   /** chooseDevice picks the device of a kind (audioinput, videoinput); '' is the browser's default. */
@@ -709,18 +713,8 @@ export class StageMedia extends EventTarget {
     saveChoice(kind, this.chosen[kind]);
     this._emit('devices');
     if (!this.local[source] || this.busy[source]) return;
-    this.busy[source] = true;
-    this._emit('publish');
-    let track = null;
-    try {
-      track = await this._capture(source);
-    } finally {
-      this.busy[source] = false;
-    }
-    if (!track) {
-      this._emit('publish');
-      return;
-    }
+    const track = await this._captureBusy(source);
+    if (!track) return;
     const old = this.local[source];
     this._setLocal(source, track);
     if (old) old.stop();
