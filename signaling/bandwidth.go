@@ -45,7 +45,7 @@ func (s *Subscriber) noteEstimate(bps float32) {
 	if bps < 0 || math.IsNaN(float64(bps)) || math.IsInf(float64(bps), 0) {
 		return
 	}
-	s.estimate.Store(uint64(min(bps, 1e12))) // a float32 can say 3e38: beyond any link, and beyond uint64
+	s.estimate.Store(uint64(min(float64(bps), 1e12))) // a float32 can say 3e38: beyond any link, and beyond uint64
 	s.estimateAt.Store(time.Now().UnixNano())
 }
 
