@@ -61,9 +61,11 @@ func (s *Subscriber) selectLayers() {
 			return
 		case <-t.C:
 		}
+		now := time.Now()
 		s.selMu.Lock()
-		s.selectOnce(&c, time.Now())
+		s.selectOnce(&c, now)
 		s.selMu.Unlock()
+		s.sendReports(now)
 	}
 }
 

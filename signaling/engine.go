@@ -7,8 +7,9 @@
 // an optional ICE-TCP port, candidate filters, public IPs) and its rooms. In a room, a Publisher is one
 // peer connection that receives a member's tracks (the member offers, as WHIP does); a Subscriber is one
 // peer connection that sends tracks to a member. A publisher's track (an upTrack) is read by one goroutine
-// that hands each packet to the downTracks of the subscribers; each downTrack has a bounded queue and its
-// own writer goroutine, so a subscriber whose writes stall loses its own packets and slows nobody.
+// that writes each packet to the downTracks of the subscribers (track.go); a downTrack whose writes stall
+// gets a bounded queue and a writer goroutine of its own, so it loses its own packets and slows nobody.
+// Subscribers' packets are encrypted and sent by the direct path (direct.go), not pion's write chain.
 //
 // Concurrency: Engine, Room, Publisher and Subscriber methods are safe for concurrent use. No lock is held
 // while calling into pion except the subscriber's negotiation lock.
@@ -110,9 +111,10 @@ func (c *Config) defaults() {
 
 // Engine is the process's SFU: its WebRTC settings, its sockets and its rooms.
 type Engine struct {
-	cfg            Config
-	log            *slog.Logger
-	pubAPI, subAPI *webrtc.API // for publishers' and subscribers' peer connections (newAPI)
+	cfg    Config
+	log    *slog.Logger
+	pubAPI *webrtc.API          // for publishers' peer connections (newAPI)
+	subSE  webrtc.SettingEngine // for subscribers' peer connections, each with its own API (subscriberAPI)
 
 	udp   *net.UDPConn
 	udpMx ice.UDPMux
@@ -170,10 +172,8 @@ func New(cfg Config) (*Engine, error) {
 	// 5 s later; clients send keepalives every 2 s. An encoder killed outright is off the stage in ~10 s.
 	se.SetICETimeouts(5*time.Second, 5*time.Second, 2*time.Second)
 
-	if e.pubAPI, err = newAPI(se, true); err == nil {
-		e.subAPI, err = newAPI(se, false)
-	}
-	if err != nil {
+	e.subSE = se
+	if e.pubAPI, err = newAPI(se, true); err != nil {
 		_ = e.closeSockets()
 		return nil, err
 	}

@@ -498,6 +498,12 @@ func TestSubscriberOverICETCP(t *testing.T) {
 	if err != nil || pair == nil || pair.Local.Protocol != webrtc.ICEProtocolTCP {
 		t.Fatalf("the TCP subscriber's candidate pair: %v, %v", pair, err)
 	}
+	if got := udp.sub.path.Load(); got != pathDirect {
+		t.Errorf("the UDP subscriber's send path %d, want direct (%d)", got, pathDirect)
+	}
+	if got := tcp.sub.path.Load(); got != pathPion {
+		t.Errorf("the TCP subscriber's send path %d, want pion's (%d)", got, pathPion)
+	}
 	for _, s := range []*testSubscriber{udp, tcp} {
 		s.sub.mu.Lock()
 		for _, d := range s.sub.downs {

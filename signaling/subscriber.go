@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,14 @@ type Subscriber struct {
 	onOffer  func(sdp string)
 	tcp      atomic.Bool // connected over ICE-TCP, where a write can block: every downTrack is isolated
 	started  time.Time
+
+	// How its packets are sent (direct.go): path is pathUndecided until DTLS connects; direct is set
+	// before path becomes pathDirect, and remote (the selected pair's remote address) when the pair is
+	// one the direct path can use.
+	keys   *keyCapture
+	path   atomic.Int32
+	direct *direct
+	remote atomic.Pointer[netip.AddrPort]
 
 	estimate   atomic.Uint64 // the member's last bandwidth estimate (REMB), bits per second
 	estimateAt atomic.Int64  // when it arrived, unix nanoseconds (0: never)
@@ -47,15 +56,26 @@ func (s *Subscriber) Identity() string { return s.identity }
 // Done is closed when the subscriber has ended.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
 
-func (r *Room) newSubscriber(identity string) (*Subscriber, error) {
-	pc, err := r.e.subAPI.NewPeerConnection(webrtc.Configuration{})
+// newSubscriber makes a subscriber's peer connection, for the member's offer (WHEP) or for offers of the
+// server's ("").
+func (r *Room) newSubscriber(identity, offer string) (*Subscriber, error) {
+	keys := &keyCapture{}
+	api, err := r.e.subscriberAPI(keys, offer)
+	if err != nil {
+		return nil, err
+	}
+	// No header encryption (cryptex): the direct path does not do it.
+	pc, err := api.NewPeerConnection(webrtc.Configuration{RTPHeaderEncryptionPolicy: webrtc.RTPHeaderEncryptionPolicyDisable})
 	if err != nil {
 		return nil, err
 	}
 	s := &Subscriber{room: r, identity: identity, pc: pc, started: time.Now(), downs: map[*source]*downTrack{},
-		done: make(chan struct{})}
-	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
-		s.tcp.Store(p != nil && p.Local != nil && p.Local.Protocol == webrtc.ICEProtocolTCP)
+		done: make(chan struct{}), keys: keys}
+	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(s.pairChanged)
+	pc.SCTP().Transport().OnStateChange(func(st webrtc.DTLSTransportState) {
+		if st == webrtc.DTLSTransportStateConnected {
+			s.decidePath() // before pion's SRTP starts
+		}
 	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
@@ -70,7 +90,7 @@ func (r *Room) newSubscriber(identity string) (*Subscriber, error) {
 // answer to each goes to Answer.
 func (r *Room) Subscribe(identity string, onOffer func(sdp string)) (_ *Subscriber, err error) {
 	defer r.forgetIfFailed(&err)
-	s, err := r.newSubscriber(identity)
+	s, err := r.newSubscriber(identity, "")
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +126,7 @@ func (r *Room) SubscribeStage(ctx context.Context, identity, offer string) (_ *S
 	if err != nil {
 		return nil, "", err
 	}
-	s, err := r.newSubscriber(identity)
+	s, err := r.newSubscriber(identity, offer)
 	if err != nil {
 		return nil, "", err
 	}
@@ -121,7 +141,7 @@ func (r *Room) SubscribeStage(ctx context.Context, identity, offer string) (_ *S
 		if k == webrtc.RTPCodecTypeVideo {
 			c = r.stageVideoCodec(offered)
 		}
-		local, err := newLocalTrack(c, "stage-"+k.String(), "stage")
+		local, err := newLocalTrack(s, c, "stage-"+k.String(), "stage")
 		if err != nil {
 			_ = s.pc.Close()
 			return nil, "", err
@@ -236,7 +256,7 @@ func (s *Subscriber) addDownLocked(u *source) {
 	if first == nil {
 		return
 	}
-	local, err := newLocalTrack(u.codec(), u.id, u.pub.identity)
+	local, err := newLocalTrack(s, u.codec(), u.id, u.pub.identity)
 	if err != nil {
 		s.room.e.log.Warn("cannot send a track", "room", s.room.name, "err", err)
 		return

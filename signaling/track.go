@@ -36,9 +36,10 @@ type upTrack struct {
 
 	lastKey atomic.Int64 // unix nanoseconds of the last keyframe request sent upstream
 
-	// sendTime is the abs-send-time of the packet being fanned out: taken once per packet, not per
-	// subscriber (set by the reader before the writes; the workers read it after their job arrives).
-	sendTime atomic.Uint32
+	// sendAt is when the packet being fanned out is sent, unix nanoseconds (its abs-send-time): the clock
+	// is read once per packet, not per subscriber (set by the reader before the writes; the workers read
+	// it after their job arrives).
+	sendAt atomic.Int64
 
 	packets atomic.Uint64 // received
 	bytes   atomic.Uint64 // payload bytes received
@@ -116,7 +117,7 @@ func (u *upTrack) run() {
 // and returns when all have it (so packets leave in order).
 func (u *upTrack) fanOut(p *rtp.Packet) {
 	downs := *u.downs.Load()
-	u.sendTime.Store(absSendTime(time.Now()))
+	u.sendAt.Store(time.Now().UnixNano())
 	if len(downs) <= fanChunk {
 		pushAll(p, u, downs)
 		return
@@ -255,6 +256,7 @@ type sentPacket struct {
 	seq    uint16 // the upTrack's sequence number
 	outSeq uint16 // the subscriber's
 	tsOff  uint32 // the timestamp offset it was sent with
+	at     int64  // when it was sent (its abs-send-time): a retransmission is the same packet, byte for byte
 }
 
 // downTrack sends one upTrack (or, for the stage, whichever upTrack is current) to one subscriber. Its
@@ -472,10 +474,15 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
 		}
 	}
 	seq, ts := p.SequenceNumber+d.seqOff, p.Timestamp+d.tsOff
-	if err := d.writeOut(p, seq, ts, from.sendTime.Load()); err != nil {
+	at := from.sendAt.Load()
+	if d.isolated.Load() {
+		at = 0 // written later than the fan-out read the clock
+	}
+	at, err := d.writeOut(p, seq, ts, at)
+	if err != nil {
 		return
 	}
-	d.hist[seq%histSize] = sentPacket{from: from, seq: p.SequenceNumber, outSeq: seq, tsOff: d.tsOff}
+	d.hist[seq%histSize] = sentPacket{from: from, seq: p.SequenceNumber, outSeq: seq, tsOff: d.tsOff, at: at}
 	if d.rtxTokens < rtxBurst {
 		d.rtxTokens++
 	}
@@ -491,9 +498,10 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
 	d.forwarded.Add(1)
 }
 
-// writeOut writes p with the subscriber's sequence number, timestamp and send time and without the
-// publisher's header extensions; timed writes that stall isolate the downTrack. The caller holds d.mu.
-func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts, sendTime uint32) error {
+// writeOut writes p with the subscriber's sequence number, timestamp and send time (unix nanoseconds; 0:
+// now) and without the publisher's header extensions, and returns the send time written; timed writes
+// that stall isolate the downTrack. The caller holds d.mu.
+func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts uint32, at int64) (int64, error) {
 	out := &d.out // reused: no allocation per packet per subscriber
 	*out = *p
 	out.Header.Extension = false
@@ -501,14 +509,14 @@ func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts, sendTime uint32) err
 	out.SequenceNumber = seq
 	out.Timestamp = ts
 	isolated := d.isolated.Load()
-	d.local.sendTime = sendTime
-	if isolated {
-		d.local.sendTime = absSendTime(time.Now()) // written later than the fan-out read the clock
+	if at == 0 {
+		at = time.Now().UnixNano()
 	}
+	d.local.sendAt = at
 	if isolated || !d.timed.Load() {
 		err := (*d.write.Load())(out)
 		*out = rtp.Packet{} // keep no reference to the shared payload
-		return err
+		return at, err
 	}
 	start := time.Now()
 	err := (*d.write.Load())(out)
@@ -519,7 +527,7 @@ func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts, sendTime uint32) err
 		d.isolate()
 	}
 	*out = rtp.Packet{} // keep no reference to the shared payload
-	return err
+	return at, err
 }
 
 // retransmit answers a NACK for one of the subscriber's sequence numbers from the upTrack's cache, within
@@ -538,7 +546,9 @@ func (d *downTrack) retransmit(seq uint16) bool {
 	if p == nil {
 		return true
 	}
-	if d.writeOut(p, seq, p.Timestamp+h.tsOff, absSendTime(time.Now())) == nil {
+	// The same send time as the first time: the same bytes (SRTP must not encrypt one sequence number two
+	// ways), and a receiver's bandwidth estimator skips a packet older than those it has.
+	if _, err := d.writeOut(p, seq, p.Timestamp+h.tsOff, h.at); err == nil {
 		d.rtxTokens -= 4
 		d.resent.Add(1)
 	}

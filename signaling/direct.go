@@ -1,0 +1,280 @@
+package signaling
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v3/pkg/crypto/prf"
+	"github.com/pion/dtls/v3/pkg/protocol/extension"
+	"github.com/pion/dtls/v3/pkg/protocol/handshake"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// The direct path: a subscriber's media is encrypted and sent here rather than through pion's write chain.
+//
+// pion writes each packet through its interceptors, its SRTP session, its mux and its ICE connection, with
+// a lock, an atomic or a clock read at most steps; per packet per subscriber that was a third of the
+// server's CPU in the media bench, more than the encryption (a tenth) — the rest is the system call. A
+// subscriber's connection is set up by pion as usual (ICE, DTLS, negotiation, RTCP both ways); only the
+// sending of RTP is taken over, when all of this holds:
+//   - the server is the DTLS server (subscribers' connections answer as one, and browsers answer the
+//     server's offers as the client), so that its ServerHello, with its random and the chosen SRTP profile,
+//     passes through a hook;
+//   - the DTLS key log gives the master secret, from which the SRTP keys are derived exactly as pion
+//     derives its own (RFC 5705 exporter, RFC 5764 key layout);
+//   - the selected ICE pair is UDP through the media socket, which the engine owns.
+//
+// Otherwise (ICE-TCP, the peer insisting on being the DTLS server, an unknown profile) pion sends, as
+// before. The choice is made when DTLS connects, before pion's SRTP starts, and packets written before
+// it go nowhere (as pion's own do before SRTP starts): the two SRTP contexts never encrypt one sequence
+// number differently.
+//
+// pion also keeps its SRTP session for RTCP (keyframe requests to publishers, subscribers' reports and
+// NACKs), which are few. Sender reports of directly sent tracks are made by the subscriber (sendReports),
+// since pion's report interceptor sees none of their packets.
+
+// keyCapture collects, for one peer connection, what the SRTP keys are derived from: the ServerHello the
+// server sent (its random, cipher suite and SRTP profile) and the master secret from the key log.
+type keyCapture struct {
+	mu           sync.Mutex
+	serverRandom [handshake.RandomLength]byte
+	suite        dtls.CipherSuiteID
+	profile      srtp.ProtectionProfile
+	hello        bool
+	clientRandom []byte
+	master       []byte
+}
+
+// serverHello is pion's ServerHello hook: it records the message and sends it unchanged.
+func (k *keyCapture) serverHello(m handshake.MessageServerHello) handshake.Message {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.serverRandom = m.Random.MarshalFixed()
+	k.hello = m.CipherSuiteID != nil
+	if m.CipherSuiteID != nil {
+		k.suite = dtls.CipherSuiteID(*m.CipherSuiteID)
+	}
+	k.profile = 0
+	for _, x := range m.Extensions {
+		if u, ok := x.(*extension.UseSRTP); ok && len(u.ProtectionProfiles) == 1 && len(u.MasterKeyIdentifier) == 0 {
+			k.profile = srtp.ProtectionProfile(u.ProtectionProfiles[0])
+		}
+	}
+	return &m
+}
+
+// maxKeyLogLine bounds a key log line: "CLIENT_RANDOM", a 32-byte random and a 48-byte secret in hex.
+const maxKeyLogLine = 256
+
+// Write takes pion's DTLS key log: lines "CLIENT_RANDOM <client random> <master secret>" in hex.
+func (k *keyCapture) Write(p []byte) (int, error) {
+	sc := bufio.NewScanner(bytes.NewReader(p))
+	sc.Buffer(make([]byte, 0, maxKeyLogLine), maxKeyLogLine)
+	for sc.Scan() {
+		label, rest, _ := strings.Cut(sc.Text(), " ")
+		random, secret, _ := strings.Cut(rest, " ")
+		if label != "CLIENT_RANDOM" {
+			continue
+		}
+		cr, err1 := hex.DecodeString(random)
+		ms, err2 := hex.DecodeString(secret)
+		if err1 != nil || err2 != nil || len(cr) != handshake.RandomLength || len(ms) != 48 {
+			continue
+		}
+		k.mu.Lock()
+		k.clientRandom, k.master = cr, ms
+		k.mu.Unlock()
+	}
+	return len(p), nil
+}
+
+var errNoKeys = errors.New("signaling: SRTP keys not captured")
+
+// ExportKeyingMaterial is the TLS exporter (RFC 5705) of the captured session, as the DTLS server:
+// PRF(master secret, label, client random + server random).
+func (k *keyCapture) ExportKeyingMaterial(label string, context []byte, length int) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.hello || k.master == nil || len(context) != 0 {
+		return nil, errNoKeys
+	}
+	seed := make([]byte, 0, len(label)+2*handshake.RandomLength)
+	seed = append(append(append(seed, label...), k.clientRandom...), k.serverRandom[:]...)
+	return prf.PHash(k.master, seed, length, suiteHash(k.suite))
+}
+
+// suiteHash is the PRF hash of a DTLS 1.2 cipher suite: SHA-384 for the *_SHA384 suites, else SHA-256.
+func suiteHash(id dtls.CipherSuiteID) prf.HashFunc {
+	if strings.HasSuffix(dtls.CipherSuiteName(id), "_SHA384") {
+		return func() hash.Hash { return sha512.New384() }
+	}
+	return sha256.New
+}
+
+// context derives the server's SRTP sending context, then forgets the master secret.
+func (k *keyCapture) context() (*srtp.Context, error) {
+	k.mu.Lock()
+	profile := k.profile
+	k.mu.Unlock()
+	switch profile {
+	case srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm,
+		srtp.ProtectionProfileAes128CmHmacSha1_80, srtp.ProtectionProfileAes128CmHmacSha1_32,
+		srtp.ProtectionProfileAes256CmHmacSha1_80, srtp.ProtectionProfileAes256CmHmacSha1_32:
+	default:
+		return nil, fmt.Errorf("signaling: SRTP profile %#04x not sent directly", uint16(profile))
+	}
+	cfg := srtp.Config{Profile: profile}
+	if err := cfg.ExtractSessionKeysFromDTLS(k, false); err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	clear(k.master)
+	k.master = nil
+	k.mu.Unlock()
+	return srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
+}
+
+// Send paths of a subscriber.
+const (
+	pathUndecided int32 = iota // DTLS has not connected: nothing can be sent
+	pathDirect                 // encrypted and sent by direct
+	pathPion                   // through pion's write chain
+)
+
+// direct sends one subscriber's RTP: its SRTP context and where its packets go.
+type direct struct {
+	conn   *net.UDPConn
+	remote *atomic.Pointer[netip.AddrPort] // the selected pair's remote address (the subscriber's)
+
+	mu  sync.Mutex // the context's state: rollover counters per SSRC, its cipher's buffers
+	ctx *srtp.Context
+}
+
+// srtpOverhead is room for what SRTP appends: the longest authentication tag (16 bytes).
+const srtpOverhead = 16
+
+// write marshals, encrypts and sends one packet, in buf (returned, grown if it had to be). h is scratch
+// for the encryption (the packet's own header is not touched).
+func (w *direct) write(p *rtp.Packet, buf []byte, h *rtp.Header) ([]byte, error) {
+	to := w.remote.Load()
+	if to == nil {
+		return buf, nil // no usable pair (yet): as pion, which sends nothing without one
+	}
+	size := p.MarshalSize()
+	if cap(buf) < size+srtpOverhead {
+		buf = make([]byte, 0, size+srtpOverhead)
+	}
+	b := buf[:size]
+	if _, err := p.MarshalTo(b); err != nil {
+		return buf, err
+	}
+	w.mu.Lock()
+	out, err := w.ctx.EncryptRTP(b, b, h) // in place: the buffer has room for the tag
+	w.mu.Unlock()
+	if err != nil {
+		return buf, err
+	}
+	_, err = w.conn.WriteToUDPAddrPort(out, *to)
+	return out[:0], err
+}
+
+// subscriberAPI makes the pion API of one subscriber's connection: the engine's, with DTLS hooks that
+// capture the keys for the direct path. When it answers an offer (WHEP) that leaves the DTLS role to it
+// (a=setup:actpass), it takes the server's, which the direct path needs; browsers answer the server's own
+// offers as the client.
+func (e *Engine) subscriberAPI(k *keyCapture, offer string) (*webrtc.API, error) {
+	se := e.subSE // a copy: the hooks are this connection's
+	se.SetDTLSKeyLogWriter(k)
+	se.SetDTLSServerHelloMessageHook(k.serverHello)
+	if offer != "" && !strings.Contains(offer, "a=setup:passive") { // a peer that wants to be the server stays one
+		if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+			return nil, err
+		}
+	}
+	return newAPI(se, false)
+}
+
+// decidePath chooses how the subscriber's packets are sent, when its DTLS connects (called by pion,
+// before its SRTP starts).
+func (s *Subscriber) decidePath() {
+	if s.path.Load() != pathUndecided {
+		return
+	}
+	if s.tcp.Load() || s.keys == nil {
+		s.path.Store(pathPion)
+		return
+	}
+	ctx, err := s.keys.context()
+	if err != nil {
+		s.room.e.log.Debug("media sent through pion", "room", s.room.name, "member", s.identity, "err", err)
+		s.path.Store(pathPion)
+		return
+	}
+	s.direct = &direct{conn: s.room.e.udp, remote: &s.remote, ctx: ctx}
+	s.path.Store(pathDirect)
+}
+
+// pairChanged notes the selected ICE pair: where direct packets go, or that they cannot (ICE-TCP, or a
+// socket that is not the media socket), when pion sends from then on.
+func (s *Subscriber) pairChanged(p *webrtc.ICECandidatePair) {
+	tcp := p != nil && p.Local != nil && p.Local.Protocol == webrtc.ICEProtocolTCP
+	s.tcp.Store(tcp)
+	var to *netip.AddrPort
+	if p != nil && p.Local != nil && p.Remote != nil && !tcp {
+		ip, err := netip.ParseAddr(p.Remote.Address)
+		local := s.room.e.udp.LocalAddr().(*net.UDPAddr)
+		if err == nil && int(p.Local.Port) == local.Port {
+			a := netip.AddrPortFrom(ip.Unmap(), p.Remote.Port)
+			to = &a
+		}
+	}
+	s.remote.Store(to)
+	if to == nil {
+		// Never back from pion to direct: the two contexts must not both number one stream.
+		s.path.CompareAndSwap(pathUndecided, pathPion)
+		s.path.CompareAndSwap(pathDirect, pathPion)
+	}
+}
+
+// sendReports sends the RTCP sender reports of the subscriber's directly sent tracks (pion sends those of
+// the tracks it writes): receivers synchronise audio and video with them.
+func (s *Subscriber) sendReports(now time.Time) {
+	if s.path.Load() != pathDirect {
+		return
+	}
+	s.mu.Lock()
+	downs := make([]*downTrack, 0, len(s.downs)+len(s.stageD))
+	downs = append(downs, s.stageD...)
+	for _, d := range s.downs {
+		downs = append(downs, d)
+	}
+	s.mu.Unlock()
+	var reports []rtcp.Packet
+	for _, d := range downs {
+		d.mu.Lock() // the writes' lock
+		r := d.local.senderReport(now)
+		d.mu.Unlock()
+		if r != nil {
+			reports = append(reports, r)
+		}
+	}
+	if len(reports) > 0 {
+		_ = s.pc.WriteRTCP(reports)
+	}
+}

@@ -1,0 +1,174 @@
+package signaling
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/liveforum/liveforum/internal/rtctest"
+)
+
+// reportingViewer is a WHEP viewer of the stage that keeps what it receives of its video: the packets'
+// count and newest timestamp, and the sender reports.
+type reportingViewer struct {
+	pc  *webrtc.PeerConnection
+	sub *Subscriber
+
+	mu      sync.Mutex
+	ssrc    uint32
+	packets int
+	lastTS  uint32
+	reports []rtcp.SenderReport
+	at      []time.Time // when each report arrived
+	tsAt    []uint32    // the newest timestamp received when it arrived
+}
+
+// watchStageReports subscribes a viewer to the stage; edit may change its offer first.
+func watchStageReports(t *testing.T, r *Room, edit func(string) string) *reportingViewer {
+	t.Helper()
+	v := &reportingViewer{pc: rtctest.PeerConnection(t)}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := v.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		if tr.Kind() != webrtc.RTPCodecTypeVideo {
+			for {
+				if _, _, err := tr.ReadRTP(); err != nil {
+					return
+				}
+			}
+		}
+		go func() {
+			for {
+				pkts, _, err := recv.ReadRTCP()
+				if err != nil {
+					return
+				}
+				for _, p := range pkts {
+					if sr, ok := p.(*rtcp.SenderReport); ok {
+						v.mu.Lock()
+						v.reports = append(v.reports, *sr)
+						v.at = append(v.at, time.Now())
+						v.tsAt = append(v.tsAt, v.lastTS)
+						v.mu.Unlock()
+					}
+				}
+			}
+		}()
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			v.mu.Lock()
+			v.ssrc, v.packets, v.lastTS = p.SSRC, v.packets+1, p.Timestamp
+			v.mu.Unlock()
+		}
+	})
+	offer := rtctest.Offer(t, v.pc)
+	if edit != nil {
+		offer = edit(offer)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	s, answer, err := r.SubscribeStage(ctx, "viewer", offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	v.sub = s
+	rtctest.SetAnswer(t, v.pc, answer)
+	return v
+}
+
+// A subscriber's packets are encrypted and sent by the direct path, with keys derived from its DTLS
+// session: the viewer decrypts them (an SRTP context with other keys would fail every packet's
+// authentication), and gets sender reports of them that say how many were sent and map their timestamps
+// to the wall clock.
+func TestDirectPathSendsDecryptablePacketsAndReports(t *testing.T) {
+	e := newTestEngine(t, func(c *Config) { c.selectEvery = 100 * time.Millisecond })
+	r, _ := e.Room("plaza")
+	publish(t, r, "ana", 'a')
+	v := watchStageReports(t, r, nil)
+	room := subscribe(t, r, "bo") // the default mode: the server offers
+	eventually(t, "the viewer's video and a few sender reports", func() bool {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return v.packets >= 60 && len(v.reports) >= 3
+	})
+	eventually(t, "the member's video and audio", func() bool { return room.count("video") >= 60 && room.count("audio") >= 30 })
+	for _, s := range []*Subscriber{v.sub, room.sub} {
+		if got := s.path.Load(); got != pathDirect {
+			t.Errorf("%s's send path %d, want the direct path (%d)", s.identity, got, pathDirect)
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	last, at, ts := v.reports[len(v.reports)-1], v.at[len(v.at)-1], v.tsAt[len(v.tsAt)-1]
+	if last.SSRC != v.ssrc {
+		t.Fatalf("sender report for SSRC %d, want the video's %d", last.SSRC, v.ssrc)
+	}
+	if last.PacketCount == 0 || int(last.PacketCount) > v.packets {
+		t.Errorf("sender report counts %d packets; the viewer has received %d", last.PacketCount, v.packets)
+	}
+	if d := at.Sub(ntpToTime(last.NTPTime)); d < -time.Second || d > time.Second {
+		t.Errorf("sender report's NTP time is %v from when it arrived", d)
+	}
+	// The publisher's clock: 90 kHz at 30 frames a second; the report carries the newest timestamp on
+	// to its NTP time, so it is at or ahead of what had arrived by then (a frame's packets may still be
+	// on their way), by less than a second.
+	if ahead := int32(last.RTPTime - ts); ahead < -3000 || ahead > 90000 {
+		t.Errorf("sender report's RTP time %d is %d ticks from the newest packet's %d when it came", last.RTPTime, ahead, ts)
+	}
+}
+
+// ntpToTime is the time of an NTP timestamp.
+func ntpToTime(ntp uint64) time.Time {
+	secs := int64(ntp>>32) - 2208988800
+	return time.Unix(secs, int64((ntp&0xFFFFFFFF)*1e9>>32))
+}
+
+// A viewer that insists on being the DTLS server (a=setup:passive) makes the server the client, which
+// the direct path cannot take the keys of: pion sends, and the viewer gets its packets as before.
+func TestPeerAsDTLSServerIsSentThroughPion(t *testing.T) {
+	e := newTestEngine(t, nil)
+	r, _ := e.Room("plaza")
+	publish(t, r, "ana", 'a')
+	v := watchStageReports(t, r, func(offer string) string {
+		return strings.ReplaceAll(offer, "a=setup:actpass", "a=setup:passive")
+	})
+	eventually(t, "the viewer's video", func() bool {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return v.packets >= 60
+	})
+	if got := v.sub.path.Load(); got != pathPion {
+		t.Errorf("send path %d, want pion's (%d)", got, pathPion)
+	}
+}
+
+// The key log is pion's; whatever its lines hold, they are parsed or skipped, never a crash.
+func TestKeyLogLines(t *testing.T) {
+	k := &keyCapture{}
+	good := "CLIENT_RANDOM " + strings.Repeat("ab", 32) + " " + strings.Repeat("cd", 48) + "\n"
+	for _, in := range []string{"", "\n", "CLIENT_RANDOM\n", "CLIENT_RANDOM zz zz\n", "OTHER " + good[14:],
+		"CLIENT_RANDOM " + strings.Repeat("ab", 31) + " " + strings.Repeat("cd", 48) + "\n",
+		strings.Repeat("x", 10_000), good} {
+		if n, err := k.Write([]byte(in)); n != len(in) || err != nil {
+			t.Fatalf("Write(%.20q) = %d, %v", in, n, err)
+		}
+	}
+	if len(k.clientRandom) != 32 || k.clientRandom[0] != 0xab || len(k.master) != 48 || k.master[47] != 0xcd {
+		t.Fatalf("after a good line: client random %x, master secret %x", k.clientRandom, k.master)
+	}
+	if _, err := k.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, 60); err != errNoKeys {
+		t.Fatalf("keys without a ServerHello: %v, want errNoKeys", err)
+	}
+}
