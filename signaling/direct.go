@@ -104,7 +104,10 @@ func (k *keyCapture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-var errNoKeys = errors.New("signaling: SRTP keys not captured")
+var (
+	errNoKeys = errors.New("signaling: SRTP keys not captured")
+	errNoPair = errors.New("signaling: no ICE pair to send to")
+)
 
 // ExportKeyingMaterial is the TLS exporter (RFC 5705) of the captured session, as the DTLS server:
 // PRF(master secret, label, client random + server random).
@@ -119,16 +122,27 @@ func (k *keyCapture) ExportKeyingMaterial(label string, context []byte, length i
 	return prf.PHash(k.master, seed, length, suiteHash(k.suite))
 }
 
-// suiteHash is the PRF hash of a DTLS 1.2 cipher suite: SHA-384 for the *_SHA384 suites, else SHA-256.
+// suiteHash is the PRF hash of a DTLS 1.2 cipher suite: SHA-384 for the two AES-256-GCM suites, SHA-256
+// for every other suite pion has.
 func suiteHash(id dtls.CipherSuiteID) prf.HashFunc {
-	if strings.HasSuffix(dtls.CipherSuiteName(id), "_SHA384") {
+	switch id {
+	case dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, dtls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:
 		return func() hash.Hash { return sha512.New384() }
 	}
 	return sha256.New
 }
 
-// context derives the server's SRTP sending context, then forgets the master secret.
+// forget wipes the master secret (pion's DTLS state keeps its own copy for the connection's life).
+func (k *keyCapture) forget() {
+	k.mu.Lock()
+	clear(k.master)
+	k.master = nil
+	k.mu.Unlock()
+}
+
+// context derives the server's SRTP sending context; the master secret is forgotten either way.
 func (k *keyCapture) context() (*srtp.Context, error) {
+	defer k.forget()
 	k.mu.Lock()
 	profile := k.profile
 	k.mu.Unlock()
@@ -143,10 +157,6 @@ func (k *keyCapture) context() (*srtp.Context, error) {
 	if err := cfg.ExtractSessionKeysFromDTLS(k, false); err != nil {
 		return nil, err
 	}
-	k.mu.Lock()
-	clear(k.master)
-	k.master = nil
-	k.mu.Unlock()
 	return srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
 }
 
@@ -162,8 +172,9 @@ type direct struct {
 	conn   *net.UDPConn
 	remote *atomic.Pointer[netip.AddrPort] // the selected pair's remote address (the subscriber's)
 
-	mu  sync.Mutex // the context's state: rollover counters per SSRC, its cipher's buffers
-	ctx *srtp.Context
+	mu   sync.Mutex // the context's state: rollover counters per SSRC, its cipher's buffers
+	ctx  *srtp.Context
+	used atomic.Bool // a packet has been encrypted: the streams are numbered by ctx for good
 }
 
 // srtpOverhead is room for what SRTP appends: the longest authentication tag (16 bytes).
@@ -174,7 +185,7 @@ const srtpOverhead = 16
 func (w *direct) write(p *rtp.Packet, buf []byte, h *rtp.Header) ([]byte, error) {
 	to := w.remote.Load()
 	if to == nil {
-		return buf, nil // no usable pair (yet): as pion, which sends nothing without one
+		return buf, errNoPair // as pion, which sends nothing without a pair
 	}
 	size := p.MarshalSize()
 	if cap(buf) < size+srtpOverhead {
@@ -187,6 +198,7 @@ func (w *direct) write(p *rtp.Packet, buf []byte, h *rtp.Header) ([]byte, error)
 	w.mu.Lock()
 	out, err := w.ctx.EncryptRTP(b, b, h) // in place: the buffer has room for the tag
 	w.mu.Unlock()
+	w.used.Store(true)
 	if err != nil {
 		return buf, err
 	}
@@ -213,25 +225,25 @@ func (e *Engine) subscriberAPI(k *keyCapture, offer string) (*webrtc.API, error)
 // decidePath chooses how the subscriber's packets are sent, when its DTLS connects (called by pion,
 // before its SRTP starts).
 func (s *Subscriber) decidePath() {
-	if s.path.Load() != pathUndecided {
-		return
-	}
-	if s.tcp.Load() || s.keys == nil {
-		s.path.Store(pathPion)
+	if s.path.Load() != pathUndecided { // the pair was one the direct path cannot use (pairChanged)
+		s.keys.forget()
 		return
 	}
 	ctx, err := s.keys.context()
-	if err != nil {
-		s.room.e.log.Debug("media sent through pion", "room", s.room.name, "member", s.identity, "err", err)
-		s.path.Store(pathPion)
+	if err != nil || s.tcp.Load() {
+		s.room.e.log.Debug("media sent through pion", "room", s.room.name, "member", s.identity, "err", err, "tcp", s.tcp.Load())
+		s.path.CompareAndSwap(pathUndecided, pathPion)
 		return
 	}
 	s.direct = &direct{conn: s.room.e.udp, remote: &s.remote, ctx: ctx}
-	s.path.Store(pathDirect)
+	s.path.CompareAndSwap(pathUndecided, pathDirect) // unless pairChanged has just chosen pion
 }
 
 // pairChanged notes the selected ICE pair: where direct packets go, or that they cannot (ICE-TCP, or a
-// socket that is not the media socket), when pion sends from then on.
+// socket that is not the media socket). Then pion sends, unless the direct path has sent already: pion's
+// context would number the streams afresh (from rollover count 0), which after 65536 packets the
+// receiver rejects, and which could encrypt one sequence number a second way. Such a subscriber is ended,
+// and its client subscribes again (an ICE pair moving from UDP to TCP mid-session is rare).
 func (s *Subscriber) pairChanged(p *webrtc.ICECandidatePair) {
 	tcp := p != nil && p.Local != nil && p.Local.Protocol == webrtc.ICEProtocolTCP
 	s.tcp.Store(tcp)
@@ -244,12 +256,19 @@ func (s *Subscriber) pairChanged(p *webrtc.ICECandidatePair) {
 			to = &a
 		}
 	}
-	s.remote.Store(to)
-	if to == nil {
-		// Never back from pion to direct: the two contexts must not both number one stream.
-		s.path.CompareAndSwap(pathUndecided, pathPion)
-		s.path.CompareAndSwap(pathDirect, pathPion)
+	s.remote.Store(to) // before looking at used: a write that missed this has set used by now, or sends nothing
+	if to != nil {
+		return
 	}
+	// Never back from pion to direct either.
+	if s.path.CompareAndSwap(pathUndecided, pathPion) || s.path.Load() != pathDirect {
+		return
+	}
+	if !s.direct.used.Load() && s.path.CompareAndSwap(pathDirect, pathPion) {
+		return
+	}
+	s.room.e.log.Info("a subscriber's ICE pair left the media socket; ending it", "room", s.room.name, "member", s.identity)
+	go s.Close() // not from pion's callback: Close closes the peer connection
 }
 
 // sendReports sends the RTCP sender reports of the subscriber's directly sent tracks (pion sends those of

@@ -1,13 +1,21 @@
 package signaling
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/liveforum/liveforum/internal/rtctest"
@@ -170,5 +178,119 @@ func TestKeyLogLines(t *testing.T) {
 	}
 	if _, err := k.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, 60); err != errNoKeys {
 		t.Fatalf("keys without a ServerHello: %v, want errNoKeys", err)
+	}
+}
+
+// The keys made from what the hooks capture are the DTLS session's own: for each cipher suite (SHA-256
+// and SHA-384 PRFs) and SRTP profile, a pion DTLS server with the hooks and a pion client complete a
+// handshake over loopback; the captured exporter gives what the server's own exporter gives, and a packet
+// encrypted with the captured context is decrypted by the client's context, made by pion from its session.
+func TestCapturedKeysAreTheSessions(t *testing.T) {
+	cert, err := selfsign.GenerateSelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, suite := range []dtls.CipherSuiteID{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384} {
+		for _, profile := range []dtls.SRTPProtectionProfile{dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80} {
+			t.Run(fmt.Sprintf("%s/%#04x", dtls.CipherSuiteName(suite), uint16(profile)), func(t *testing.T) {
+				k := &keyCapture{}
+				server, client := handshakePair(t, cert, suite, profile, k)
+				state, _ := server.ConnectionState()
+				want, err := state.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, 60)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, err := k.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, 60); err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("captured exporter %x, %v; the session's %x", got, err, want)
+				}
+				ctx, err := k.context()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if k.master != nil {
+					t.Error("the master secret is kept after the keys are made")
+				}
+				cstate, _ := client.ConnectionState()
+				cfg := srtp.Config{Profile: srtp.ProtectionProfile(profile)}
+				if err := cfg.ExtractSessionKeysFromDTLS(&cstate, true); err != nil {
+					t.Fatal(err)
+				}
+				remote, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, cfg.Profile)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 7, Timestamp: 9, SSRC: 42},
+					Payload: []byte("a frame of the stage")}
+				plain, _ := pkt.Marshal()
+				enc, err := ctx.EncryptRTP(nil, plain, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dec, err := remote.DecryptRTP(nil, enc, nil)
+				if err != nil || !bytes.Equal(dec, plain) {
+					t.Fatalf("the client decrypts %q, %v", dec, err)
+				}
+			})
+		}
+	}
+}
+
+// handshakePair runs a pion DTLS handshake over loopback UDP: the server with k's hooks, the client
+// offering one cipher suite and one SRTP profile.
+func handshakePair(t *testing.T, cert tls.Certificate, suite dtls.CipherSuiteID, profile dtls.SRTPProtectionProfile,
+	k *keyCapture) (server, client *dtls.Conn) {
+	t.Helper()
+	sc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := func() *dtls.Config {
+		return &dtls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true,
+			CipherSuites: []dtls.CipherSuiteID{suite}, SRTPProtectionProfiles: []dtls.SRTPProtectionProfile{profile},
+			ExtendedMasterSecret: dtls.RequireExtendedMasterSecret}
+	}
+	scfg := cfg()
+	scfg.KeyLogWriter, scfg.ServerHelloMessageHook = k, k.serverHello
+	server, err = dtls.Server(sc, cc.LocalAddr(), scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err = dtls.Client(cc, sc.LocalAddr(), cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close(); _ = server.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	errs := make(chan error, 1)
+	go func() { errs <- server.HandshakeContext(ctx) }()
+	if err := client.HandshakeContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	return server, client
+}
+
+// A sender report carries the newest timestamp on by the time since it was sent, at the codec's clock.
+func TestSenderReportCarriesTheTimestampOn(t *testing.T) {
+	lt := &localTrack{}
+	lt.bound.Store(&binding{ssrc: 42, clock: 90000})
+	if lt.senderReport(time.Now()) != nil {
+		t.Fatal("a report before any packet")
+	}
+	sent := time.Unix(1_700_000_000, 0)
+	lt.packets, lt.octets, lt.lastTS, lt.lastAt = 10, 12000, 1000, sent.UnixNano()
+	r := lt.senderReport(sent.Add(500 * time.Millisecond))
+	if r.SSRC != 42 || r.PacketCount != 10 || r.OctetCount != 12000 || r.RTPTime != 1000+45000 {
+		t.Fatalf("report %+v, want SSRC 42, 10 packets, 12000 octets, RTP time 46000", r)
+	}
+	if got := ntpToTime(r.NTPTime); got.Sub(sent.Add(500*time.Millisecond)).Abs() > time.Microsecond {
+		t.Fatalf("NTP time %v, want %v", got, sent.Add(500*time.Millisecond))
 	}
 }

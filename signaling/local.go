@@ -92,8 +92,10 @@ func (t *localTrack) WriteRTP(p *rtp.Packet) error {
 	switch t.sub.path.Load() {
 	case pathDirect:
 		var err error
-		t.buf, err = t.sub.direct.write(p, t.buf, &t.hdr)
-		// Counted as pion's report interceptor counts: every packet; the time of the newest timestamp.
+		if t.buf, err = t.sub.direct.write(p, t.buf, &t.hdr); err != nil {
+			return err
+		}
+		// Counted as pion's report interceptor counts: every packet sent; the time of the newest timestamp.
 		if d := p.SequenceNumber - t.lastSeq; t.packets == 0 || (d > 0 && d < 1<<15) {
 			t.lastSeq = p.SequenceNumber
 			if t.packets == 0 || p.Timestamp != t.lastTS {
@@ -102,7 +104,7 @@ func (t *localTrack) WriteRTP(p *rtp.Packet) error {
 		}
 		t.packets++
 		t.octets += uint32(len(p.Payload))
-		return err
+		return nil
 	case pathPion:
 		_, err := b.ws.WriteRTP(&p.Header, p.Payload)
 		return err

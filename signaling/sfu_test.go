@@ -330,10 +330,10 @@ func TestNACKedPacketsAreResent(t *testing.T) {
 	e := newTestEngine(t, nil)
 	r, _ := e.Room("plaza")
 	publish(t, r, "ana", 'a')
-	pc, dropped := rtctest.LossyPeerConnection(t, 15)
+	pc, loss := rtctest.LossyPeerConnection(t, 15)
 	s := subscribeOn(t, r, "bo", pc)
 	eventually(t, "300 video packets arrive", func() bool { return s.count("video") >= 300 })
-	if dropped.Load() == 0 {
+	if loss.Dropped.Load() == 0 {
 		t.Fatal("the lossy socket dropped nothing")
 	}
 	// Every sequence number up to the highest seen by now must arrive, those the network dropped resent.
@@ -375,9 +375,15 @@ func TestNACKedPacketsAreResent(t *testing.T) {
 	s.sub.mu.Unlock()
 	if m := missing(); len(m) > 0 || resent == 0 {
 		t.Fatalf("%d RTP packets dropped by the network, %d resent by the server; video sequence numbers %d..%d missing %v",
-			dropped.Load(), resent, lo, hi, m)
+			loss.Dropped.Load(), resent, lo, hi, m)
 	}
-	t.Logf("%d packets dropped by the network, %d resent, none missing among %d", dropped.Load(), resent, int(uint16(hi-lo))+1)
+	// A retransmission is the packet sent before, byte for byte, encrypted: SRTP must not encrypt one
+	// sequence number two ways (with AES-GCM that gives away the authentication key).
+	if same, diff := loss.Same.Load(), loss.Different.Load(); same == 0 || diff != 0 {
+		t.Fatalf("of the packets that came again, %d came with the same bytes and %d with others", same, diff)
+	}
+	t.Logf("%d packets dropped by the network, %d resent (%d of them seen again, identical), none missing among %d",
+		loss.Dropped.Load(), resent, loss.Same.Load(), int(uint16(hi-lo))+1)
 }
 
 // With more subscribers than one goroutine writes to, a packet is split among workers; every subscriber

@@ -432,6 +432,8 @@ func (s *Subscriber) Close() {
 	s.mu.Unlock()
 	s.room.removeSubscriber(s)
 	_ = s.pc.Close()
+	s.remote.Store(nil) // the direct path sends no more
+	s.keys.forget()
 }
 
 // OfferKinds returns the kinds of media ("audio", "video") a session description has sections for, each

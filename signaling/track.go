@@ -474,6 +474,17 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
 		}
 	}
 	seq, ts := p.SequenceNumber+d.seqOff, p.Timestamp+d.tsOff
+	if d.sent {
+		// A number is sent once: a packet that comes again (a publisher's retransmission and its late
+		// original both arrive) or a late packet of the previous source, whose number the new offsets give
+		// to a packet sent already, is not forwarded. SRTP must not encrypt one number two ways.
+		if h := &d.hist[seq%histSize]; h.from != nil && h.outSeq == seq {
+			return
+		}
+		if int16(seq-d.lastSeq) < -histSize/2 {
+			return // too late to tell from a number the history has forgotten
+		}
+	}
 	at := from.sendAt.Load()
 	if d.isolated.Load() {
 		at = 0 // written later than the fan-out read the clock

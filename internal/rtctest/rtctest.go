@@ -5,14 +5,18 @@
 package rtctest
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -27,36 +31,61 @@ func PeerConnection(t testing.TB) *webrtc.PeerConnection {
 
 // LossyPeerConnection returns a peer connection on loopback whose socket throws away every nth RTP packet
 // it receives (RTCP, STUN and DTLS pass), as a lossy network would: the packets never reach SRTP, so
-// retransmissions of them are accepted. dropped counts what was thrown away.
-func LossyPeerConnection(t testing.TB, nth int) (pc *webrtc.PeerConnection, dropped *atomic.Int64) {
+// retransmissions of them are accepted. Loss counts what was thrown away, and compares each packet that
+// comes again with the same SSRC and sequence number with the one thrown away, as received (encrypted).
+func LossyPeerConnection(t testing.TB, nth int) (*webrtc.PeerConnection, *Loss) {
 	t.Helper()
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc := &lossyConn{UDPConn: conn, nth: int64(nth)}
+	lc := &lossyConn{UDPConn: conn, nth: int64(nth), dropped: map[uint64][]byte{}}
 	mux := webrtc.NewICEUDPMux(nil, lc)
 	t.Cleanup(func() { _ = mux.Close() })
 	se := webrtc.SettingEngine{}
 	se.SetICEUDPMux(mux)
-	return newPeerConnection(t, se, webrtc.NetworkTypeUDP4), &lc.dropped
+	return newPeerConnection(t, se, webrtc.NetworkTypeUDP4), &lc.Loss
+}
+
+// Loss counts a lossy socket's RTP packets thrown away, and those that came again (by SSRC and sequence
+// number) with the same bytes, or with others.
+type Loss struct {
+	Dropped, Same, Different atomic.Int64
 }
 
 // lossyConn drops every nth RTP packet read (RFC 7983: first byte 128–191; RTCP packet types 192–223).
 type lossyConn struct {
 	*net.UDPConn
-	nth          int64
-	rtp, dropped atomic.Int64
+	nth int64
+	rtp atomic.Int64
+	Loss
+	mu      sync.Mutex
+	dropped map[uint64][]byte // by SSRC and sequence number: the ones thrown away, until they come again
 }
 
 func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.UDPConn.ReadFrom(b)
-		if err != nil || n < 2 || b[0] < 128 || b[0] > 191 || b[1] >= 192 && b[1] <= 223 {
+		if err != nil || n < 12 || b[0] < 128 || b[0] > 191 || b[1] >= 192 && b[1] <= 223 {
 			return n, addr, err
 		}
-		if c.rtp.Add(1)%c.nth == 0 {
-			c.dropped.Add(1)
+		key := uint64(binary.BigEndian.Uint32(b[8:12]))<<16 | uint64(binary.BigEndian.Uint16(b[2:4]))
+		c.mu.Lock()
+		if first, ok := c.dropped[key]; ok {
+			delete(c.dropped, key)
+			if bytes.Equal(first, b[:n]) {
+				c.Same.Add(1)
+			} else {
+				c.Different.Add(1)
+			}
+		}
+		drop := c.rtp.Add(1)%c.nth == 0
+		if drop && len(c.dropped) < 10_000 {
+			c.dropped[key] = bytes.Clone(b[:n])
+		}
+		c.mu.Unlock()
+		if drop {
+			c.Dropped.Add(1)
 			continue
 		}
 		return n, addr, err
@@ -83,6 +112,12 @@ func newPeerConnection(t testing.TB, se webrtc.SettingEngine, network webrtc.Net
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil { // includes the simulcast extensions
 		t.Fatal(err)
+	}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		// As browsers offer it: the server writes the send time into each packet it sends.
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.ABSSendTimeURI}, k); err != nil {
+			t.Fatal(err)
+		}
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
