@@ -170,39 +170,55 @@ const (
 // direct sends one subscriber's RTP: its SRTP context and where its packets go.
 type direct struct {
 	conn   *net.UDPConn
-	remote *atomic.Pointer[netip.AddrPort] // the selected pair's remote address (the subscriber's)
+	remote *atomic.Pointer[peerAddr] // the selected pair's remote address (the subscriber's)
 
 	mu   sync.Mutex // the context's state: rollover counters per SSRC, its cipher's buffers
 	ctx  *srtp.Context
 	used atomic.Bool // a packet has been encrypted: the streams are numbered by ctx for good
 }
 
+// peerAddr is where a subscriber's packets go, in the two forms the sends take.
+type peerAddr struct {
+	ap netip.AddrPort
+	ua *net.UDPAddr
+}
+
 // srtpOverhead is room for what SRTP appends: the longest authentication tag (16 bytes).
 const srtpOverhead = 16
 
-// write marshals, encrypts and sends one packet, in buf (returned, grown if it had to be). h is scratch
-// for the encryption (the packet's own header is not touched).
-func (w *direct) write(p *rtp.Packet, buf []byte, h *rtp.Header) ([]byte, error) {
+// write marshals and encrypts one packet and sends it now, in buf (returned, grown if it had to be), or
+// adds it to batch, in the batch's buffer, when batch is not nil. h is scratch for the encryption (the
+// packet's own header is not touched).
+func (w *direct) write(p *rtp.Packet, buf []byte, h *rtp.Header, batch *sendBatch) ([]byte, error) {
 	to := w.remote.Load()
 	if to == nil {
 		return buf, errNoPair // as pion, which sends nothing without a pair
 	}
 	size := p.MarshalSize()
-	if cap(buf) < size+srtpOverhead {
-		buf = make([]byte, 0, size+srtpOverhead)
+	var b []byte
+	if batch != nil {
+		b = batch.buffer(size + srtpOverhead)[:size]
+	} else {
+		if cap(buf) < size+srtpOverhead {
+			buf = make([]byte, 0, size+srtpOverhead)
+		}
+		b = buf[:size]
 	}
-	b := buf[:size]
 	if _, err := p.MarshalTo(b); err != nil {
 		return buf, err
 	}
 	w.mu.Lock()
 	out, err := w.ctx.EncryptRTP(b, b, h) // in place: the buffer has room for the tag
 	w.mu.Unlock()
-	w.used.Store(true)
 	if err != nil {
 		return buf, err
 	}
-	_, err = w.conn.WriteToUDPAddrPort(out, *to)
+	w.used.Store(true)
+	if batch != nil {
+		batch.add(out, to.ua)
+		return buf, nil
+	}
+	_, err = w.conn.WriteToUDPAddrPort(out, to.ap)
 	return out[:0], err
 }
 
@@ -247,13 +263,13 @@ func (s *Subscriber) decidePath() {
 func (s *Subscriber) pairChanged(p *webrtc.ICECandidatePair) {
 	tcp := p != nil && p.Local != nil && p.Local.Protocol == webrtc.ICEProtocolTCP
 	s.tcp.Store(tcp)
-	var to *netip.AddrPort
+	var to *peerAddr
 	if p != nil && p.Local != nil && p.Remote != nil && !tcp {
 		ip, err := netip.ParseAddr(p.Remote.Address)
 		local := s.room.e.udp.LocalAddr().(*net.UDPAddr)
 		if err == nil && int(p.Local.Port) == local.Port {
-			a := netip.AddrPortFrom(ip.Unmap(), p.Remote.Port)
-			to = &a
+			ap := netip.AddrPortFrom(ip.Unmap(), p.Remote.Port)
+			to = &peerAddr{ap: ap, ua: net.UDPAddrFromAddrPort(ap)}
 		}
 	}
 	s.remote.Store(to) // before looking at used: a write that missed this has set used by now, or sends nothing

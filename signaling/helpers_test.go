@@ -257,8 +257,8 @@ func slowDown(s *Subscriber, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, dt := range s.downs {
-		w := dt.local.WriteRTP
-		slow := writeFunc(func(p *rtp.Packet) error { time.Sleep(d); return w(p) })
+		w := dt.local.send
+		slow := writeFunc(func(p *rtp.Packet, b *sendBatch) error { time.Sleep(d); return w(p, b) })
 		dt.write.Store(&slow)
 	}
 }

@@ -73,10 +73,11 @@ func (t *localTrack) Unbind(ctx webrtc.TrackLocalContext) error {
 	return t.TrackLocalStaticRTP.Unbind(ctx)
 }
 
-// WriteRTP sends p, setting its SSRC and payload type to the binding's and its header extensions to the
-// send time alone (p is the caller's to change; it has no extensions of its own). Before the track is
-// bound, or after, or before the subscriber's DTLS connects, the packet goes nowhere, as with pion's.
-func (t *localTrack) WriteRTP(p *rtp.Packet) error {
+// send sends p, setting its SSRC and payload type to the binding's and its header extensions to the send
+// time alone (p is the caller's to change; it has no extensions of its own); a packet for the direct path
+// goes into batch when there is one. Before the track is bound, or after, or before the subscriber's DTLS
+// connects, the packet goes nowhere, as with pion's.
+func (t *localTrack) send(p *rtp.Packet, batch *sendBatch) error {
 	b := t.bound.Load()
 	if b == nil {
 		return nil
@@ -92,7 +93,7 @@ func (t *localTrack) WriteRTP(p *rtp.Packet) error {
 	switch t.sub.path.Load() {
 	case pathDirect:
 		var err error
-		if t.buf, err = t.sub.direct.write(p, t.buf, &t.hdr); err != nil {
+		if t.buf, err = t.sub.direct.write(p, t.buf, &t.hdr, batch); err != nil {
 			return err
 		}
 		// Counted as pion's report interceptor counts: every packet sent; the time of the newest timestamp.

@@ -3,7 +3,6 @@ package signaling
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,7 +31,7 @@ type Subscriber struct {
 	keys   *keyCapture
 	path   atomic.Int32
 	direct *direct
-	remote atomic.Pointer[netip.AddrPort]
+	remote atomic.Pointer[peerAddr]
 
 	estimate   atomic.Uint64 // the member's last bandwidth estimate (REMB), bits per second
 	estimateAt atomic.Int64  // when it arrived, unix nanoseconds (0: never)

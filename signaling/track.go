@@ -29,7 +29,9 @@ type upTrack struct {
 	// retransmissions come from this one copy.
 	cache [cacheSize]atomic.Pointer[rtp.Packet]
 
-	// Owned by the reader goroutine: the fan-out workers (chunks of downTracks after the first).
+	// Owned by the reader goroutine: the fan-out workers (chunks of downTracks after the first), and the
+	// batch of the packets it sends directly.
+	batch      *sendBatch
 	workers    []chan fanJob
 	fanWG      sync.WaitGroup
 	fanWorkers atomic.Int32 // len(workers), for others to read
@@ -75,7 +77,7 @@ func (u *upTrack) isEnded() bool {
 }
 
 func newUpTrack(p *Publisher, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *upTrack {
-	u := &upTrack{pub: p, remote: remote, recv: recv, ended: make(chan struct{})}
+	u := &upTrack{pub: p, remote: remote, recv: recv, ended: make(chan struct{}), batch: newSendBatch(p.room.e.batchConn)}
 	u.downs.Store(&[]*downTrack{})
 	return u
 }
@@ -119,7 +121,7 @@ func (u *upTrack) fanOut(p *rtp.Packet) {
 	downs := *u.downs.Load()
 	u.sendAt.Store(time.Now().UnixNano())
 	if len(downs) <= fanChunk {
-		pushAll(p, u, downs)
+		pushAll(p, u, downs, u.batch)
 		return
 	}
 	chunks := (len(downs) + fanChunk - 1) / fanChunk
@@ -133,13 +135,14 @@ func (u *upTrack) fanOut(p *rtp.Packet) {
 	for i := 1; i < chunks; i++ {
 		u.workers[i-1] <- fanJob{p, downs[i*fanChunk : min((i+1)*fanChunk, len(downs))]}
 	}
-	pushAll(p, u, downs[:fanChunk])
+	pushAll(p, u, downs[:fanChunk], u.batch)
 	u.fanWG.Wait()
 }
 
 func (u *upTrack) work(jobs <-chan fanJob) {
+	batch := newSendBatch(u.pub.room.e.batchConn)
 	for j := range jobs {
-		pushAll(j.pkt, u, j.downs)
+		pushAll(j.pkt, u, j.downs, batch)
 		u.fanWG.Done()
 	}
 }
@@ -147,11 +150,12 @@ func (u *upTrack) work(jobs <-chan fanJob) {
 // pushAll hands a packet to a chunk of downTracks. The chunk is timed as a whole (not each write: that
 // would cost two clock reads per packet per subscriber); when it was slow, its downTracks time their next
 // writes, to find the one that stalls.
-func pushAll(p *rtp.Packet, u *upTrack, downs []*downTrack) {
+func pushAll(p *rtp.Packet, u *upTrack, downs []*downTrack, batch *sendBatch) {
 	start := time.Now()
 	for _, d := range downs {
-		d.push(p, u)
+		d.push(p, u, batch)
 	}
+	batch.flush()
 	if time.Since(start) > slowWrite {
 		for _, d := range downs {
 			d.timed.Store(true)
@@ -230,8 +234,8 @@ func (u *upTrack) requestKeyframe() {
 	_ = u.pub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(u.remote.SSRC())}})
 }
 
-// writeFunc writes a packet to the subscriber.
-type writeFunc func(*rtp.Packet) error
+// writeFunc writes a packet to the subscriber, or adds it to a batch of the fan-out's (nil: none).
+type writeFunc func(*rtp.Packet, *sendBatch) error
 
 // queued is a packet waiting in an isolated downTrack's queue, with the upTrack it came from.
 type queued struct {
@@ -274,7 +278,7 @@ type downTrack struct {
 	stop   chan struct{}
 	closed atomic.Bool
 	once   sync.Once
-	write  atomic.Pointer[writeFunc] // local.WriteRTP; tests slow it down
+	write  atomic.Pointer[writeFunc] // local.send; tests slow it down
 
 	isolated atomic.Bool // writes go through q and the writer goroutine
 	timed    atomic.Bool // writes are timed (its chunk was slow, see pushAll)
@@ -315,17 +319,17 @@ func newDownTrack(s *Subscriber, local *localTrack, queue int) *downTrack {
 	d := &downTrack{sub: s, local: local, q: make(chan queued, queue), stop: make(chan struct{})}
 	d.maxQ.Store(int32(QualityHigh))
 	d.bwCap.Store(int32(QualityHigh))
-	w := writeFunc(local.WriteRTP)
+	w := writeFunc(local.send)
 	d.write.Store(&w)
 	return d
 }
 
 // push writes a packet now or, for an isolated downTrack, queues it without waiting (a full queue drops
 // it).
-func (d *downTrack) push(p *rtp.Packet, from *upTrack) {
+func (d *downTrack) push(p *rtp.Packet, from *upTrack, batch *sendBatch) {
 	if !d.isolated.Load() {
 		if !d.sub.tcp.Load() {
-			d.handle(p, from)
+			d.handle(p, from, batch)
 			return
 		}
 		d.isolate()
@@ -351,14 +355,14 @@ func (d *downTrack) run() {
 		case <-d.stop:
 			return
 		case q := <-d.q:
-			d.handle(q.pkt, q.from)
+			d.handle(q.pkt, q.from, nil)
 		}
 	}
 }
 
 // handle forwards a packet from one of the layers the downTrack follows: the current one, or the one it
 // switches to, whose first forwarded packet is a keyframe.
-func (d *downTrack) handle(p *rtp.Packet, from *upTrack) {
+func (d *downTrack) handle(p *rtp.Packet, from *upTrack, batch *sendBatch) {
 	if d.closed.Load() {
 		return
 	}
@@ -375,13 +379,13 @@ func (d *downTrack) handle(p *rtp.Packet, from *upTrack) {
 		}
 		d.next.CompareAndSwap(next, nil)
 		d.waitKey = false
-		d.forward(p, from)
+		d.forward(p, from, batch)
 		return
 	}
 	if from != d.src.Load() {
 		return // from a source the track no longer follows
 	}
-	d.forward(p, from)
+	d.forward(p, from, batch)
 }
 
 // follow makes the downTrack forward u (nil: nothing) from now on, dropping a pending layer switch.
@@ -444,7 +448,7 @@ func (d *downTrack) switchLocked(u *upTrack) bool {
 // forward rewrites a packet's sequence number and timestamp so they continue across source switches,
 // strips the publisher's header extensions (their ids are the publisher's), writes it and remembers it
 // for NACKs. The caller holds d.mu.
-func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
+func (d *downTrack) forward(p *rtp.Packet, from *upTrack, batch *sendBatch) {
 	if from != d.last {
 		if d.last != nil {
 			// A new source: start it at a keyframe, continuing the numbering.
@@ -489,7 +493,7 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
 	if d.isolated.Load() {
 		at = 0 // written later than the fan-out read the clock
 	}
-	at, err := d.writeOut(p, seq, ts, at)
+	at, err := d.writeOut(p, seq, ts, at, batch)
 	if err != nil {
 		return
 	}
@@ -512,7 +516,7 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack) {
 // writeOut writes p with the subscriber's sequence number, timestamp and send time (unix nanoseconds; 0:
 // now) and without the publisher's header extensions, and returns the send time written; timed writes
 // that stall isolate the downTrack. The caller holds d.mu.
-func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts uint32, at int64) (int64, error) {
+func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts uint32, at int64, batch *sendBatch) (int64, error) {
 	out := &d.out // reused: no allocation per packet per subscriber
 	*out = *p
 	out.Header.Extension = false
@@ -525,12 +529,12 @@ func (d *downTrack) writeOut(p *rtp.Packet, seq uint16, ts uint32, at int64) (in
 	}
 	d.local.sendAt = at
 	if isolated || !d.timed.Load() {
-		err := (*d.write.Load())(out)
+		err := (*d.write.Load())(out, batch)
 		*out = rtp.Packet{} // keep no reference to the shared payload
 		return at, err
 	}
 	start := time.Now()
-	err := (*d.write.Load())(out)
+	err := (*d.write.Load())(out, nil) // timed: sent now
 	if time.Since(start) <= slowWrite {
 		d.slow = 0
 		d.timed.Store(false)
@@ -559,7 +563,7 @@ func (d *downTrack) retransmit(seq uint16) bool {
 	}
 	// The same send time as the first time: the same bytes (SRTP must not encrypt one sequence number two
 	// ways), and a receiver's bandwidth estimator skips a packet older than those it has.
-	if _, err := d.writeOut(p, seq, p.Timestamp+h.tsOff, h.at); err == nil {
+	if _, err := d.writeOut(p, seq, p.Timestamp+h.tsOff, h.at, nil); err == nil {
 		d.rtxTokens -= 4
 		d.resent.Add(1)
 	}
