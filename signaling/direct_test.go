@@ -248,18 +248,18 @@ func handshakePair(t *testing.T, cert tls.Certificate, suite dtls.CipherSuiteID,
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := func() *dtls.Config {
-		return &dtls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true,
-			CipherSuites: []dtls.CipherSuiteID{suite}, SRTPProtectionProfiles: []dtls.SRTPProtectionProfile{profile},
-			ExtendedMasterSecret: dtls.RequireExtendedMasterSecret}
+	common := []dtls.Option{dtls.WithCertificates(cert), dtls.WithInsecureSkipVerify(true), dtls.WithCipherSuites(suite),
+		dtls.WithSRTPProtectionProfiles(profile), dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret)}
+	sopts := []dtls.ServerOption{dtls.WithKeyLogWriter(k), dtls.WithServerHelloMessageHook(k.serverHello)}
+	copts := []dtls.ClientOption{}
+	for _, o := range common {
+		sopts, copts = append(sopts, o), append(copts, o)
 	}
-	scfg := cfg()
-	scfg.KeyLogWriter, scfg.ServerHelloMessageHook = k, k.serverHello
-	server, err = dtls.Server(sc, cc.LocalAddr(), scfg)
+	server, err = dtls.ServerWithOptions(sc, cc.LocalAddr(), sopts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err = dtls.Client(cc, sc.LocalAddr(), cfg())
+	client, err = dtls.ClientWithOptions(cc, sc.LocalAddr(), copts...)
 	if err != nil {
 		t.Fatal(err)
 	}
