@@ -358,7 +358,8 @@ func TestHealthReadinessMetrics(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("metrics: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	for _, want := range []string{"\nliveforum_connections 1\n", "# TYPE liveforum_connections gauge", "\nliveforum_connections_total 1\n"} {
+	for _, want := range []string{"\nliveforum_connections 1\n", "# TYPE liveforum_connections gauge", "\nliveforum_connections_total 1\n",
+		"\nliveforum_media_subscribers_direct 0\n", "\nliveforum_media_subscribers_pion 0\n"} {
 		if !strings.Contains("\n"+string(body), want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)
 		}

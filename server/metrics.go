@@ -28,6 +28,10 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	runtime.ReadMemStats(&ms)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	m := &s.metrics
+	var direct, pion int
+	if s.cfg.Media != nil {
+		direct, pion = s.cfg.Media.SendPaths()
+	}
 	for _, v := range []struct {
 		name, typ, help string
 		val             int64
@@ -40,6 +44,8 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		{"liveforum_bytes_out_total", "counter", "Payload bytes sent.", m.bytesOut.Load()},
 		{"liveforum_slow_consumers_total", "counter", "Connections closed as slow consumers.", m.slowConsumers.Load()},
 		{"liveforum_rate_limited_total", "counter", "Messages refused or connections closed by rate limits.", m.rateLimited.Load()},
+		{"liveforum_media_subscribers_direct", "gauge", "Media subscribers on this node sent to by the direct path (docs/design.md).", int64(direct)},
+		{"liveforum_media_subscribers_pion", "gauge", "Media subscribers on this node sent to through pion (ICE-TCP, or a peer that is the DTLS server).", int64(pion)},
 		{"go_goroutines", "gauge", "Goroutines.", int64(runtime.NumGoroutine())},
 		{"go_memstats_heap_alloc_bytes", "gauge", "Bytes of allocated heap objects.", int64(ms.HeapAlloc)},
 		{"go_memstats_heap_inuse_bytes", "gauge", "Bytes in in-use heap spans.", int64(ms.HeapInuse)},

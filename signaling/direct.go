@@ -313,3 +313,28 @@ func (s *Subscriber) sendReports(now time.Time) {
 		_ = s.pc.WriteRTCP(reports)
 	}
 }
+
+// SendPaths counts the engine's subscribers whose sending has been decided (their DTLS has connected): by
+// the direct path, and through pion (ICE-TCP, or a peer that is the DTLS server). An operator sees in it
+// which viewers cost more; the tests see that browsers take the direct path.
+func (e *Engine) SendPaths() (direct, pion int) {
+	e.mu.Lock()
+	rooms := make([]*Room, 0, len(e.rooms))
+	for _, r := range e.rooms {
+		rooms = append(rooms, r)
+	}
+	e.mu.Unlock()
+	for _, r := range rooms {
+		r.mu.Lock()
+		for s := range r.subs {
+			switch s.path.Load() {
+			case pathDirect:
+				direct++
+			case pathPion:
+				pion++
+			}
+		}
+		r.mu.Unlock()
+	}
+	return direct, pion
+}

@@ -510,6 +510,9 @@ func TestSubscriberOverICETCP(t *testing.T) {
 	if got := tcp.sub.path.Load(); got != pathPion {
 		t.Errorf("the TCP subscriber's send path %d, want pion's (%d)", got, pathPion)
 	}
+	if direct, pion := e.SendPaths(); direct != 1 || pion != 1 {
+		t.Errorf("SendPaths: %d direct, %d through pion; want 1 and 1", direct, pion)
+	}
 	for _, s := range []*testSubscriber{udp, tcp} {
 		s.sub.mu.Lock()
 		for _, d := range s.sub.downs {

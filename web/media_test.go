@@ -117,6 +117,11 @@ func TestStageSpeakerToViewer(t *testing.T) {
 	viewer.waitGrowing(sid, "camera", "framesDecoded")
 	viewer.waitGrowing(sid, "audio", "bytesReceived")
 	viewer.waitGrowing(sid, "audio", "totalSamplesReceived")
+	// Chromium answers the server's offers as the DTLS client, over UDP: both pages' subscriptions (the
+	// speaker's too) take the direct path.
+	if direct, pion := f.media.SendPaths(); direct != 2 || pion != 0 {
+		t.Errorf("subscribers sent to directly: %d, through pion: %d; want 2 and 0", direct, pion)
+	}
 	speaker.screenshot("stage-speaker-live.png", false)
 	viewer.screenshot("stage-viewer-tile.png", false)
 }
