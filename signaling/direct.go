@@ -42,8 +42,9 @@ import (
 //
 // Otherwise (ICE-TCP, the peer insisting on being the DTLS server, an unknown profile) pion sends, as
 // before. The choice is made when DTLS connects, before pion's SRTP starts, and packets written before
-// it go nowhere (as pion's own do before SRTP starts): the two SRTP contexts never encrypt one sequence
-// number differently.
+// it go nowhere (as pion's own do before SRTP starts); once a packet has been sent directly it is never
+// undone (pairChanged): the two SRTP contexts never number one stream. Packets of the fan-out go out in
+// its batch (batch.go), the others at once.
 //
 // pion also keeps its SRTP session for RTCP (keyframe requests to publishers, subscribers' reports and
 // NACKs), which are few. Sender reports of directly sent tracks are made by the subscriber (sendReports),
