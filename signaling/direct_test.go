@@ -294,3 +294,21 @@ func TestSenderReportCarriesTheTimestampOn(t *testing.T) {
 		t.Fatalf("NTP time %v, want %v", got, sent.Add(500*time.Millisecond))
 	}
 }
+
+// The default media address (":7881") is a dual-stack socket: IPv4 viewers are sent to through it by the
+// direct path's batches (IPv4 addresses on an IPv6 socket).
+func TestDirectPathOnADualStackSocket(t *testing.T) {
+	e := newTestEngine(t, func(c *Config) { c.ICE.UDPAddr = ":0" })
+	if a := e.UDPAddr().String(); a[0] != '[' {
+		t.Fatalf("media socket %s, want a dual-stack one", a)
+	}
+	r, _ := e.Room("plaza")
+	publish(t, r, "ana", 'a')
+	subs := []*testSubscriber{subscribe(t, r, "bo"), subscribe(t, r, "cy")}
+	for _, s := range subs {
+		eventually(t, "video and audio arrive", func() bool { return s.count("video") >= 60 && s.count("audio") >= 30 })
+		if got := s.sub.path.Load(); got != pathDirect {
+			t.Errorf("send path %d, want direct", got)
+		}
+	}
+}
