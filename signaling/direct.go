@@ -214,7 +214,9 @@ func (w *direct) write(p *rtp.Packet, buf []byte, h *rtp.Header, batch *sendBatc
 	if err != nil {
 		return buf, err
 	}
-	w.used.Store(true)
+	if !w.used.Load() {
+		w.used.Store(true) // once: a store per packet would bounce the line between the tracks' goroutines
+	}
 	if batch != nil {
 		batch.add(out, to.ua)
 		return buf, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -546,7 +547,19 @@ func TestClimbingEstimateKeepsTheLayer(t *testing.T) {
 	publishSimulcast(t, r, "ana") // layers of ~48, ~120 and ~264 kbit/s
 	s := subscribe(t, r, "bo")
 	eventually(t, "the subscriber gets the highest layer", func() bool { return s.lastMark("video") == 'f' })
-	time.Sleep(1100 * time.Millisecond) // the layers' bitrates measured
+	eventually(t, "the layers' bitrates measured", func() bool {
+		for _, src := range r.tracks() {
+			src.mu.Lock()
+			layers := slices.Clone(src.layers)
+			src.mu.Unlock()
+			for _, u := range layers {
+				if u.rateNow() == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	s.mu.Lock()
 	ssrc := s.ssrcs["video"]
 	s.mu.Unlock()

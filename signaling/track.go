@@ -299,7 +299,7 @@ type downTrack struct {
 	rtxTokens int // retransmissions allowed: a quarter of one per packet forwarded, up to rtxBurst
 	slow      int // writes in a row that took over slowWrite
 
-	dropped, forwarded, resent atomic.Uint64
+	dropped, resent atomic.Uint64
 
 	// Layer choice (simulcast): the subscriber's wish, and a cap the bandwidth controller moves.
 	maxQ  atomic.Int32 // Quality
@@ -510,7 +510,6 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack, batch *sendBatch) {
 		d.lastTS = ts
 	}
 	d.sent = true
-	d.forwarded.Add(1)
 }
 
 // writeOut writes p with the subscriber's sequence number, timestamp and send time (unix nanoseconds; 0:

@@ -609,7 +609,7 @@ func TestStageQualityMenu(t *testing.T) {
 	// hidden), low.
 	asked := func(q, why string) {
 		t.Helper()
-		viewer.waitFor(why, fmt.Sprintf(`liveforum.media.qualities().some(q => q.track === %s && q.wanted === %q && q.asked === %q)`, wantTrack, q, q),
+		viewer.waitFor(why, qualityAsked(wantTrack, q),
 			qualityStateJS, waitTimeout)
 	}
 	viewer.chooseQuality("auto")
@@ -666,7 +666,7 @@ func TestStageQualityMenuOnPhone(t *testing.T) {
 	speaker.goLive("mic", "camera")
 
 	// On the chat tab (the default on a phone) the stage is hidden: its video needs the lowest layer.
-	viewer.waitFor("waiting for the hidden tile to ask for low", fmt.Sprintf(`liveforum.media.qualities().some(q => q.track === %s && q.wanted === 'low' && q.asked === 'low')`, wantTrack),
+	viewer.waitFor("waiting for the hidden tile to ask for low", qualityAsked(wantTrack, "low"),
 		qualityStateJS, mediaTimeout)
 
 	viewer.clickSel("#tab-stage")
@@ -752,23 +752,20 @@ func TestStageQualityFollowsLayout(t *testing.T) {
 	speaker := f.invitedPage(t, "speaker", "qlayout", "speaker", "Sami Speaker", desktopW, desktopH, false)
 	sid := speaker.identity()
 	camera, screen := jsString(sid+":camera"), jsString(sid+":screen")
-	asked := func(track, q string) string {
-		return fmt.Sprintf(`liveforum.media.qualities().some(q => q.track === %s && q.wanted === %q && q.asked === %q)`, track, q, q)
-	}
 	speaker.goLive("mic", "camera")
 	viewer.waitTile(sid, "video", "on")
-	viewer.waitFor("waiting for the camera's tile to ask for medium", asked(camera, "medium"), qualityStateJS, mediaTimeout)
+	viewer.waitFor("waiting for the camera's tile to ask for medium", qualityAsked(camera, "medium"), qualityStateJS, mediaTimeout)
 
 	speaker.click("publish-screen")
 	viewer.waitFor("waiting for the speaker's screen, large", fmt.Sprintf(`%s.dataset.identity === %s && !%s.hidden`, jsq("stage-screen"), jsString(sid), jsq("stage-screen")),
 		qualityStateJS, mediaTimeout)
-	viewer.waitFor("waiting for the thumbnail to ask for low", asked(camera, "low"), qualityStateJS, mediaTimeout)
-	viewer.waitFor("waiting for the large screen to ask for medium", asked(screen, "medium"), qualityStateJS, mediaTimeout)
+	viewer.waitFor("waiting for the thumbnail to ask for low", qualityAsked(camera, "low"), qualityStateJS, mediaTimeout)
+	viewer.waitFor("waiting for the large screen to ask for medium", qualityAsked(screen, "medium"), qualityStateJS, mediaTimeout)
 	viewer.waitGrowing(sid, "screen", "framesDecoded")
 
 	speaker.click("publish-screen")
 	viewer.waitFor("waiting for the screen to go", jsq("stage-screen")+`.hidden`, qualityStateJS, mediaTimeout)
-	viewer.waitFor("waiting for the tile, large again, to ask for medium", asked(camera, "medium"), qualityStateJS, mediaTimeout)
+	viewer.waitFor("waiting for the tile, large again, to ask for medium", qualityAsked(camera, "medium"), qualityStateJS, mediaTimeout)
 	if bad := eval[[]string](viewer, `window.__quality.filter(x => x.answer !== 'reply' && x.answer !== '').map(x => x.track + ' ' + x.quality + ': ' + x.answer)`); len(bad) > 0 {
 		t.Errorf("the server refused media.quality requests: %q", bad)
 	}
@@ -849,4 +846,9 @@ func TestMediaRecoversFromStalls(t *testing.T) {
 	}
 	viewer.waitGrowing(sid, "camera", "framesDecoded")
 	viewer.waitGrowing(sid, "audio", "bytesReceived")
+}
+
+// qualityAsked is a condition: the page wants layer q of a track (a JS string) and has asked the server for it.
+func qualityAsked(track, q string) string {
+	return fmt.Sprintf(`liveforum.media.qualities().some(q => q.track === %s && q.wanted === %q && q.asked === %q)`, track, q, q)
 }

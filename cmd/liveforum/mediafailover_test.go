@@ -267,21 +267,10 @@ func (s *stageClient) subscribe(stop <-chan struct{}, mark byte) bool {
 	}
 	defer pc.Close()
 	gen := s.gen.Add(1)
-	count := &atomic.Int64{}
+	count := countMarked(pc, mark)
 	s.packets.Store(gen, count)
 	var connected atomic.Bool
 	over := failed(pc, func() { connected.Store(true) })
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		for {
-			p, _, err := tr.ReadRTP()
-			if err != nil {
-				return
-			}
-			if len(p.Payload) > 0 && p.Payload[len(p.Payload)-1] == mark {
-				count.Add(1)
-			}
-		}
-	})
 	offers := make(chan string, 64)
 	s.mu.Lock()
 	s.offers = offers
@@ -402,18 +391,7 @@ func whepAttempt(t *testing.T, n *node, room, token string, mark byte) (int, str
 			t.Fatal(err)
 		}
 	}
-	count := &atomic.Int64{}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		for {
-			p, _, err := tr.ReadRTP()
-			if err != nil {
-				return
-			}
-			if len(p.Payload) > 0 && p.Payload[len(p.Payload)-1] == mark {
-				count.Add(1)
-			}
-		}
-	})
+	count := countMarked(pc, mark)
 	offer, err := offerOf(pc)
 	if err != nil {
 		t.Fatal(err)
@@ -597,4 +575,21 @@ func TestMediaNodeFailover(t *testing.T) {
 	if code := b.Ready(); code != http.StatusOK {
 		t.Errorf("node B's /readyz: %d", code)
 	}
+}
+
+// countMarked counts the packets pc receives whose payload ends with mark (the publisher's).
+func countMarked(pc *webrtc.PeerConnection, mark byte) *atomic.Int64 {
+	count := &atomic.Int64{}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			if len(p.Payload) > 0 && p.Payload[len(p.Payload)-1] == mark {
+				count.Add(1)
+			}
+		}
+	})
+	return count
 }
