@@ -386,8 +386,8 @@ loop:
 	return nil
 }
 
-// publishAndWait starts the publishers together and waits until every subscriber has every message, the
-// publishers failed and every subscriber has what they sent, or the timeout.
+// publishAndWait starts the publishers together and waits until they have returned (all sent and
+// answered, or failed) and every subscriber has what they sent, or the timeout.
 func (b *chatBench) publishAndWait(ctx context.Context, res *chatResult) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.timeout)
 	defer cancel()
@@ -412,12 +412,15 @@ func (b *chatBench) publishAndWait(ctx context.Context, res *chatResult) {
 			res.TimedOut = true
 			done = true
 		case <-tick.C:
-			target := int64(b.cfg.m)
-			if running.Load() == 0 {
-				target = 0
-				for _, p := range b.pubs {
-					target += p.sent.Load()
-				}
+			// Done once the publishers have returned (each after its last answer: cancelling them earlier
+			// loses an answer in flight, and the count of messages sent with it) and every subscriber has
+			// what they sent.
+			if running.Load() != 0 {
+				continue
+			}
+			var target int64
+			for _, p := range b.pubs {
+				target += p.sent.Load()
 			}
 			done = true
 			for _, s := range b.subs {
