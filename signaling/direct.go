@@ -141,8 +141,8 @@ func (k *keyCapture) forget() {
 	k.mu.Unlock()
 }
 
-// context derives the server's SRTP sending context; the master secret is forgotten either way.
-func (k *keyCapture) context() (*srtp.Context, error) {
+// sealer derives the server's SRTP sending keys; the master secret is forgotten either way.
+func (k *keyCapture) sealer() (*rtpSealer, error) {
 	defer k.forget()
 	k.mu.Lock()
 	profile := k.profile
@@ -158,7 +158,7 @@ func (k *keyCapture) context() (*srtp.Context, error) {
 	if err := cfg.ExtractSessionKeysFromDTLS(k, false); err != nil {
 		return nil, err
 	}
-	return srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
+	return newSealer(profile, cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt)
 }
 
 // Send paths of a subscriber.
@@ -168,14 +168,12 @@ const (
 	pathPion                   // through pion's write chain
 )
 
-// direct sends one subscriber's RTP: its SRTP context and where its packets go.
+// direct sends one subscriber's RTP: its SRTP keys and where its packets go.
 type direct struct {
 	conn   *net.UDPConn
 	remote *atomic.Pointer[peerAddr] // the selected pair's remote address (the subscriber's)
-
-	mu   sync.Mutex // the context's state: rollover counters per SSRC, its cipher's buffers
-	ctx  *srtp.Context
-	used atomic.Bool // a packet has been encrypted: the streams are numbered by ctx for good
+	seal   *rtpSealer
+	used   atomic.Bool // a packet has been encrypted: the streams are numbered by seal for good
 }
 
 // peerAddr is where a subscriber's packets go, in the two forms the sends take.
@@ -188,9 +186,9 @@ type peerAddr struct {
 const srtpOverhead = 16
 
 // write marshals and encrypts one packet and sends it now, in buf (returned, grown if it had to be), or
-// adds it to batch, in the batch's buffer, when batch is not nil. h is scratch for the encryption (the
-// packet's own header is not touched).
-func (w *direct) write(p *rtp.Packet, buf []byte, h *rtp.Header, batch *sendBatch) ([]byte, error) {
+// adds it to batch, in the batch's buffer, when batch is not nil. st is the sending track's stream, h
+// scratch for the encryption (the packet's own header is not touched).
+func (w *direct) write(p *rtp.Packet, buf []byte, st **gcmStream, h *rtp.Header, batch *sendBatch) ([]byte, error) {
 	to := w.remote.Load()
 	if to == nil {
 		return buf, errNoPair // as pion, which sends nothing without a pair
@@ -208,9 +206,7 @@ func (w *direct) write(p *rtp.Packet, buf []byte, h *rtp.Header, batch *sendBatc
 	if _, err := p.MarshalTo(b); err != nil {
 		return buf, err
 	}
-	w.mu.Lock()
-	out, err := w.ctx.EncryptRTP(b, b, h) // in place: the buffer has room for the tag
-	w.mu.Unlock()
+	out, err := w.seal.seal(b, st, h) // in place: the buffer has room for the tag
 	if err != nil {
 		return buf, err
 	}
@@ -248,13 +244,13 @@ func (s *Subscriber) decidePath() {
 		s.keys.forget()
 		return
 	}
-	ctx, err := s.keys.context()
+	seal, err := s.keys.sealer()
 	if err != nil || s.tcp.Load() {
 		s.room.e.log.Debug("media sent through pion", "room", s.room.name, "member", s.identity, "err", err, "tcp", s.tcp.Load())
 		s.path.CompareAndSwap(pathUndecided, pathPion)
 		return
 	}
-	s.direct = &direct{conn: s.room.e.udp, remote: &s.remote, ctx: ctx}
+	s.direct = &direct{conn: s.room.e.udp, remote: &s.remote, seal: seal}
 	s.path.CompareAndSwap(pathUndecided, pathDirect) // unless pairChanged has just chosen pion
 }
 

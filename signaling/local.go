@@ -26,6 +26,7 @@ type localTrack struct {
 	exts   [1]rtp.Extension
 	buf    []byte     // the direct path's packet buffer
 	hdr    rtp.Header // the direct path's scratch header
+	stream *gcmStream // the direct path's SRTP stream (its rollover counter)
 	// What sender reports say of directly sent packets (pion's report interceptor sees only its own).
 	packets, octets uint32
 	lastSeq         uint16
@@ -93,7 +94,7 @@ func (t *localTrack) send(p *rtp.Packet, batch *sendBatch) error {
 	switch t.sub.path.Load() {
 	case pathDirect:
 		var err error
-		if t.buf, err = t.sub.direct.write(p, t.buf, &t.hdr, batch); err != nil {
+		if t.buf, err = t.sub.direct.write(p, t.buf, &t.stream, &t.hdr, batch); err != nil {
 			return err
 		}
 		// Counted as pion's report interceptor counts: every packet sent; the time of the newest timestamp.

@@ -1,0 +1,112 @@
+package signaling
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"testing"
+
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+)
+
+// The direct path's own sealing gives, byte for byte, what pion's SRTP context gives for the same keys
+// and packets, and pion's receiving context decrypts it: across a sequence number wrap (the rollover
+// counter), for retransmissions from before the wrap, for two SSRCs, and for headers with CSRCs, an
+// extension and padding. The other profiles go through pion's context and decrypt too.
+func TestSealMatchesPion(t *testing.T) {
+	for _, profile := range []srtp.ProtectionProfile{srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm,
+		srtp.ProtectionProfileAes128CmHmacSha1_80} {
+		t.Run(fmt.Sprintf("%#04x", uint16(profile)), func(t *testing.T) {
+			keyLen, err := profile.KeyLen()
+			if err != nil {
+				t.Fatal(err)
+			}
+			saltLen, err := profile.SaltLen()
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, salt := make([]byte, keyLen), make([]byte, saltLen)
+			_, _ = rand.Read(key)
+			_, _ = rand.Read(salt)
+			seal, err := newSealer(profile, key, salt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (seal.gcm != nil) != (profile != srtp.ProtectionProfileAes128CmHmacSha1_80) {
+				t.Fatalf("profile %v sealed by our GCM: %v", profile, seal.gcm != nil)
+			}
+			want, err := srtp.CreateContext(key, salt, profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recv, err := srtp.CreateContext(key, salt, profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Sequence numbers of one SSRC: up to and across the wrap, a retransmission from before it, on.
+			seqs := []uint16{65530, 65531, 65533, 65532, 65534, 65535, 0, 1, 65529, 2, 3, 65535, 4, 40000, 40001, 7000, 7001}
+			var cached *gcmStream
+			var h rtp.Header
+			for i, seq := range seqs {
+				for _, ssrc := range []uint32{42, 77} {
+					if ssrc == 77 && i%3 != 0 {
+						continue // the second stream is sparser: its counter is its own
+					}
+					pkt := rtp.Packet{Header: rtp.Header{Version: 2, Marker: i%2 == 0, PayloadType: 96,
+						SequenceNumber: seq, Timestamp: uint32(i) * 3000, SSRC: ssrc}, Payload: bytes.Repeat([]byte{byte(i)}, 100+i)}
+					switch i % 4 {
+					case 1:
+						pkt.CSRC = []uint32{1, 2}
+					case 2:
+						_ = pkt.SetExtension(3, []byte{1, 2, 3})
+					case 3:
+						pkt.Padding, pkt.PaddingSize = true, 4
+					}
+					plain, err := pkt.Marshal()
+					if err != nil {
+						t.Fatal(err)
+					}
+					expect, err := want.EncryptRTP(nil, plain, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					buf := make([]byte, len(plain), len(plain)+srtpOverhead)
+					copy(buf, plain)
+					got, err := seal.seal(buf, &cached, &h)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(got, expect) {
+						t.Fatalf("packet %d (seq %d, ssrc %d): sealed\n%x\npion\n%x", i, seq, ssrc, got, expect)
+					}
+					dec, err := recv.DecryptRTP(nil, got, nil)
+					if err != nil || !bytes.Equal(dec, plain) {
+						t.Fatalf("packet %d (seq %d, ssrc %d): decrypted %v", i, seq, ssrc, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Keys of the wrong size and bytes that are not RTP are refused, not a panic.
+func TestSealRefusesBadInput(t *testing.T) {
+	if _, err := deriveGCM(make([]byte, 15), make([]byte, 12)); err == nil {
+		t.Error("a 15-byte master key was taken")
+	}
+	if _, err := deriveGCM(make([]byte, 16), make([]byte, 14)); err == nil {
+		t.Error("a 14-byte master salt was taken for GCM")
+	}
+	seal, err := newSealer(srtp.ProtectionProfileAeadAes128Gcm, make([]byte, 16), make([]byte, 12))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st *gcmStream
+	for _, b := range [][]byte{nil, {0x80}, make([]byte, 11), {0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		{0x90, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xbe, 0xde, 0, 9}, {0x8f, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1}} {
+		if _, err := seal.seal(b, &st, &rtp.Header{}); err == nil {
+			t.Errorf("sealed %x", b)
+		}
+	}
+}
