@@ -49,8 +49,8 @@ func BenchmarkForwardDirect(b *testing.B) {
 				}
 				s := &Subscriber{}
 				ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(20000+i))
-				s.remote.Store(&peerAddr{ap: ap, ua: net.UDPAddrFromAddrPort(ap)})
-				s.direct = &direct{conn: conn, remote: &s.remote, seal: seal}
+				s.remote.Store(newPeerAddr(ap))
+				s.direct.conn, s.direct.seal = conn, seal
 				s.path.Store(pathDirect)
 				lt, err := newLocalTrack(s, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "stage")
 				if err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -168,32 +169,49 @@ const (
 	pathPion                   // through pion's write chain
 )
 
-// direct sends one subscriber's RTP: its SRTP keys and where its packets go.
+// direct is how a subscriber's RTP is sent directly: the socket and the SRTP keys.
 type direct struct {
-	conn   *net.UDPConn
-	remote *atomic.Pointer[peerAddr] // the selected pair's remote address (the subscriber's)
-	seal   *rtpSealer
-	used   atomic.Bool // a packet has been encrypted: the streams are numbered by seal for good
+	conn *net.UDPConn
+	seal *rtpSealer
+	used atomic.Bool // a packet has been encrypted: the streams are numbered by seal for good
 }
 
-// peerAddr is where a subscriber's packets go, in the two forms the sends take.
+// peerAddr is where a subscriber's packets go, in the two forms the sends take, in one allocation (each
+// further object read per packet per subscriber is a trip to memory).
 type peerAddr struct {
 	ap netip.AddrPort
-	ua *net.UDPAddr
+	ua net.UDPAddr
+	ip [16]byte // ua.IP
+}
+
+func newPeerAddr(ap netip.AddrPort) *peerAddr {
+	a := &peerAddr{ap: ap}
+	a.ip = ap.Addr().As16()
+	a.ua = net.UDPAddr{IP: a.ip[:], Port: int(ap.Port()), Zone: ap.Addr().Zone()}
+	if ap.Addr().Is4() {
+		a.ua.IP = a.ip[12:]
+	}
+	return a
 }
 
 // srtpOverhead is room for what SRTP appends: the longest authentication tag (16 bytes).
 const srtpOverhead = 16
 
-// write marshals and encrypts one packet and sends it now, in buf (returned, grown if it had to be), or
-// adds it to batch, in the batch's buffer, when batch is not nil. st is the sending track's stream, h
-// scratch for the encryption (the packet's own header is not touched).
-func (w *direct) write(p *rtp.Packet, buf []byte, st **gcmStream, h *rtp.Header, batch *sendBatch) ([]byte, error) {
-	to := w.remote.Load()
+// writeDirect marshals one packet, with the abs-send-time header extension when absID is not 0 and no
+// other, encrypts it and sends it now, in buf (returned, grown if it had to be), or adds it to batch, in
+// the batch's buffer, when batch is not nil. st is the sending track's stream, h scratch for the
+// encryption.
+func (s *Subscriber) writeDirect(p *rtp.Packet, absID uint8, abs uint32, buf []byte, st **gcmStream, h *rtp.Header,
+	batch *sendBatch) ([]byte, error) {
+	w := &s.direct
+	to := s.remote.Load()
 	if to == nil {
 		return buf, errNoPair // as pion, which sends nothing without a pair
 	}
-	size := p.MarshalSize()
+	hl, size, err := rtpSize(p, absID)
+	if err != nil {
+		return buf, err
+	}
 	var b []byte
 	if batch != nil {
 		b = batch.buffer(size + srtpOverhead)[:size]
@@ -203,10 +221,8 @@ func (w *direct) write(p *rtp.Packet, buf []byte, st **gcmStream, h *rtp.Header,
 		}
 		b = buf[:size]
 	}
-	if _, err := p.MarshalTo(b); err != nil {
-		return buf, err
-	}
-	out, err := w.seal.seal(b, st, h) // in place: the buffer has room for the tag
+	putRTP(b, hl, p, absID, abs)
+	out, err := w.seal.seal(b, hl, st, h) // in place: the buffer has room for the tag
 	if err != nil {
 		return buf, err
 	}
@@ -214,11 +230,62 @@ func (w *direct) write(p *rtp.Packet, buf []byte, st **gcmStream, h *rtp.Header,
 		w.used.Store(true) // once: a store per packet would bounce the line between the tracks' goroutines
 	}
 	if batch != nil {
-		batch.add(out, to.ua)
+		batch.add(out, &to.ua)
 		return buf, nil
 	}
 	_, err = w.conn.WriteToUDPAddrPort(out, to.ap)
 	return out[:0], err
+}
+
+var errPadding = errors.New("signaling: RTP padding of size 0")
+
+// rtpSize is the marshalled size of p's header, when it carries its CSRCs and, if absID is not 0, the
+// abs-send-time extension alone, and of the whole packet with its payload and padding.
+func rtpSize(p *rtp.Packet, absID uint8) (header, size int, err error) {
+	header = 12 + 4*len(p.CSRC)
+	if absID != 0 {
+		header += 8 // the one-byte form's profile and length, one element of 1 + 3 bytes
+	}
+	size = header + len(p.Payload)
+	if p.Padding {
+		if p.Header.PaddingSize == 0 {
+			return 0, 0, errPadding
+		}
+		size += int(p.Header.PaddingSize)
+	}
+	return header, size, nil
+}
+
+// putRTP marshals p into b, of the sizes rtpSize gave: what rtp.Packet.MarshalTo writes for it with
+// the one extension set (tested against it), without walking an extension list per packet.
+func putRTP(b []byte, hl int, p *rtp.Packet, absID uint8, abs uint32) {
+	b[0] = 2<<6 | byte(len(p.CSRC))
+	if p.Padding {
+		b[0] |= 1 << 5
+	}
+	b[1] = p.PayloadType & 0x7f
+	if p.Marker {
+		b[1] |= 1 << 7
+	}
+	binary.BigEndian.PutUint16(b[2:], p.SequenceNumber)
+	binary.BigEndian.PutUint32(b[4:], p.Timestamp)
+	binary.BigEndian.PutUint32(b[8:], p.SSRC)
+	n := 12
+	for _, c := range p.CSRC {
+		binary.BigEndian.PutUint32(b[n:], c)
+		n += 4
+	}
+	if absID != 0 {
+		b[0] |= 1 << 4
+		b[n], b[n+1], b[n+2], b[n+3] = 0xbe, 0xde, 0, 1 // RFC 8285 one-byte form, one 32-bit word
+		b[n+4] = absID<<4 | 2                           // 3 bytes
+		b[n+5], b[n+6], b[n+7] = byte(abs>>16), byte(abs>>8), byte(abs)
+	}
+	m := hl + copy(b[hl:], p.Payload)
+	if pad := b[m:]; len(pad) > 0 {
+		clear(pad)
+		pad[len(pad)-1] = byte(len(pad))
+	}
 }
 
 // subscriberAPI makes the pion API of one subscriber's connection: the engine's, with DTLS hooks that
@@ -250,7 +317,7 @@ func (s *Subscriber) decidePath() {
 		s.path.CompareAndSwap(pathUndecided, pathPion)
 		return
 	}
-	s.direct = &direct{conn: s.room.e.udp, remote: &s.remote, seal: seal}
+	s.direct.conn, s.direct.seal = s.room.e.udp, seal
 	s.path.CompareAndSwap(pathUndecided, pathDirect) // unless pairChanged has just chosen pion
 }
 
@@ -268,7 +335,7 @@ func (s *Subscriber) pairChanged(p *webrtc.ICECandidatePair) {
 		local := s.room.e.udp.LocalAddr().(*net.UDPAddr)
 		if err == nil && int(p.Local.Port) == local.Port {
 			ap := netip.AddrPortFrom(ip.Unmap(), p.Remote.Port)
-			to = &peerAddr{ap: ap, ua: net.UDPAddrFromAddrPort(ap)}
+			to = newPeerAddr(ap)
 		}
 	}
 	s.remote.Store(to) // before looking at used: a write that missed this has set used by now, or sends nothing

@@ -224,7 +224,8 @@ func TestCapturedKeysAreTheSessions(t *testing.T) {
 					Payload: []byte("a frame of the stage")}
 				plain, _ := pkt.Marshal()
 				var st *gcmStream
-				enc, err := seal.seal(append(slices.Clip(slices.Clone(plain)), make([]byte, srtpOverhead)...)[:len(plain)], &st, &rtp.Header{})
+				enc, err := seal.seal(append(slices.Clip(slices.Clone(plain)), make([]byte, srtpOverhead)...)[:len(plain)],
+					pkt.Header.MarshalSize(), &st, &rtp.Header{})
 				if err != nil {
 					t.Fatal(err)
 				}

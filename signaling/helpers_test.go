@@ -259,7 +259,7 @@ func slowDown(s *Subscriber, d time.Duration) {
 	for _, dt := range s.downs {
 		w := dt.local.send
 		slow := writeFunc(func(p *rtp.Packet, b *sendBatch) error { time.Sleep(d); return w(p, b) })
-		dt.write.Store(&slow)
+		dt.hook.Store(&slow)
 	}
 }
 

@@ -15,23 +15,29 @@ import (
 // the stream of its one binding. pion's own WriteRTP copies each packet into a pooled one and takes a lock
 // to walk its bindings, per packet per subscriber; a localTrack belongs to one peer connection, so the
 // binding is kept aside and the downTrack's packet (its own copy) is written as is.
+//
+// Its fields for every packet come first, together, and the binding is read through a copy kept here
+// (see downTrack on why each cache line a packet reads counts).
 type localTrack struct {
-	*webrtc.TrackLocalStaticRTP
 	sub   *Subscriber
 	bound atomic.Pointer[binding]
 
 	// The writer's (writes are serialised by the downTrack, which also holds its lock for senderReport):
-	sendAt int64 // when the packet to write was sent, unix nanoseconds: its abs-send-time (set before each write)
-	abs    [3]byte
-	exts   [1]rtp.Extension
-	buf    []byte     // the direct path's packet buffer
-	hdr    rtp.Header // the direct path's scratch header
+	cur    *binding // the binding last written through, and its copy
+	curB   binding
+	sendAt int64      // when the packet to write was sent, unix nanoseconds: its abs-send-time (set before each write)
 	stream *gcmStream // the direct path's SRTP stream (its rollover counter)
+	buf    []byte     // the direct path's packet buffer when it sends at once
 	// What sender reports say of directly sent packets (pion's report interceptor sees only its own).
 	packets, octets uint32
 	lastSeq         uint16
 	lastTS          uint32
 	lastAt          int64 // when the packet with lastTS was sent, unix nanoseconds
+
+	*webrtc.TrackLocalStaticRTP
+	abs  [3]byte          // pion's path: the header extension's value,
+	exts [1]rtp.Extension // and the packet's extension list
+	hdr  rtp.Header       // scratch for a pion SRTP context (the profiles direct.go does not seal itself)
 }
 
 // binding is where a bound localTrack writes.
@@ -79,22 +85,21 @@ func (t *localTrack) Unbind(ctx webrtc.TrackLocalContext) error {
 // goes into batch when there is one. Before the track is bound, or after, or before the subscriber's DTLS
 // connects, the packet goes nowhere, as with pion's.
 func (t *localTrack) send(p *rtp.Packet, batch *sendBatch) error {
-	b := t.bound.Load()
-	if b == nil {
+	if b := t.bound.Load(); b != t.cur {
+		if t.cur = b; b != nil {
+			t.curB = *b
+		}
+	}
+	if t.cur == nil {
 		return nil
 	}
+	b := &t.curB
 	p.SSRC, p.PayloadType = b.ssrc, b.pt // the padding size is in the header already (rtp.Packet.Unmarshal)
-	if b.absID != 0 {
-		// The receiver's bandwidth estimator (REMB) times arrivals against it (RFC 5285 one-byte form).
-		v := absSendTime(t.sendAt)
-		t.abs = [3]byte{byte(v >> 16), byte(v >> 8), byte(v)}
-		p.Extension, p.Extensions = false, t.exts[:0] // no allocation: it fits in exts
-		_ = p.SetExtension(b.absID, t.abs[:])
-	}
+	// The receiver's bandwidth estimator (REMB) times arrivals against abs-send-time (when negotiated).
 	switch t.sub.path.Load() {
 	case pathDirect:
 		var err error
-		if t.buf, err = t.sub.direct.write(p, t.buf, &t.stream, &t.hdr, batch); err != nil {
+		if t.buf, err = t.sub.writeDirect(p, b.absID, absSendTime(t.sendAt), t.buf, &t.stream, &t.hdr, batch); err != nil {
 			return err
 		}
 		// Counted as pion's report interceptor counts: every packet sent; the time of the newest timestamp.
@@ -108,6 +113,12 @@ func (t *localTrack) send(p *rtp.Packet, batch *sendBatch) error {
 		t.octets += uint32(len(p.Payload))
 		return nil
 	case pathPion:
+		if b.absID != 0 {
+			v := absSendTime(t.sendAt)
+			t.abs = [3]byte{byte(v >> 16), byte(v >> 8), byte(v)}
+			p.Extension, p.Extensions = false, t.exts[:0] // no allocation: it fits in exts
+			_ = p.SetExtension(b.absID, t.abs[:])         // RFC 5285 one-byte form
+		}
 		_, err := b.ws.WriteRTP(&p.Header, p.Payload)
 		return err
 	}

@@ -157,46 +157,27 @@ func (r *rtpSealer) stream(ssrc uint32) (*gcmStream, error) {
 
 var errRTPHeader = errors.New("signaling: not an RTP packet")
 
-// seal encrypts the marshalled RTP packet b in place, appending the tag (b needs srtpOverhead bytes of
-// spare capacity), and returns the packet to send. *cached is the caller's stream from its last packet,
-// replaced when the SSRC differs; h is scratch for a pion context.
-func (r *rtpSealer) seal(b []byte, cached **gcmStream, h *rtp.Header) ([]byte, error) {
+// seal encrypts the marshalled RTP packet b, with a header of hl bytes, in place, appending the tag (b
+// needs srtpOverhead bytes of spare capacity), and returns the packet to send. *cached is the caller's
+// stream from its last packet (looked at first: the sealer's own lines are then not read), replaced when
+// the SSRC differs; h is scratch for a pion context.
+func (r *rtpSealer) seal(b []byte, hl int, cached **gcmStream, h *rtp.Header) ([]byte, error) {
+	if len(b) < 12 || hl < 12 || hl > len(b) {
+		return nil, errRTPHeader
+	}
+	ssrc := binary.BigEndian.Uint32(b[8:12])
+	if s := *cached; s != nil && s.ssrc == ssrc {
+		return s.seal(b, hl), nil
+	}
 	if r.gcm == nil {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.ctx.EncryptRTP(b, b, h)
 	}
-	hl, ok := rtpHeaderLen(b)
-	if !ok {
-		return nil, errRTPHeader
+	s, err := r.stream(ssrc)
+	if err != nil {
+		return nil, err
 	}
-	ssrc := binary.BigEndian.Uint32(b[8:12])
-	s := *cached
-	if s == nil || s.ssrc != ssrc {
-		var err error
-		if s, err = r.stream(ssrc); err != nil {
-			return nil, err
-		}
-		*cached = s
-	}
+	*cached = s
 	return s.seal(b, hl), nil
-}
-
-// rtpHeaderLen is the length of a marshalled RTP packet's header: the fixed part, the CSRCs and the
-// extension.
-func rtpHeaderLen(b []byte) (int, bool) {
-	if len(b) < 12 || b[0]>>6 != 2 {
-		return 0, false
-	}
-	n := 12 + 4*int(b[0]&0x0f)
-	if b[0]&0x10 != 0 {
-		if len(b) < n+4 {
-			return 0, false
-		}
-		n += 4 + 4*int(binary.BigEndian.Uint16(b[n+2:]))
-	}
-	if n > len(b) {
-		return 0, false
-	}
-	return n, true
 }

@@ -73,7 +73,7 @@ func TestSealMatchesPion(t *testing.T) {
 					}
 					buf := make([]byte, len(plain), len(plain)+srtpOverhead)
 					copy(buf, plain)
-					got, err := seal.seal(buf, &cached, &h)
+					got, err := seal.seal(buf, pkt.Header.MarshalSize(), &cached, &h)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -90,7 +90,7 @@ func TestSealMatchesPion(t *testing.T) {
 	}
 }
 
-// Keys of the wrong size and bytes that are not RTP are refused, not a panic.
+// Keys of the wrong size and headers longer than the packet are refused, not a panic.
 func TestSealRefusesBadInput(t *testing.T) {
 	if _, err := deriveGCM(make([]byte, 15), make([]byte, 12)); err == nil {
 		t.Error("a 15-byte master key was taken")
@@ -103,10 +103,50 @@ func TestSealRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st *gcmStream
-	for _, b := range [][]byte{nil, {0x80}, make([]byte, 11), {0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-		{0x90, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xbe, 0xde, 0, 9}, {0x8f, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1}} {
-		if _, err := seal.seal(b, &st, &rtp.Header{}); err == nil {
-			t.Errorf("sealed %x", b)
+	for _, c := range []struct {
+		b  []byte
+		hl int
+	}{{nil, 12}, {[]byte{0x80}, 12}, {make([]byte, 11), 12}, {make([]byte, 12), 11}, {make([]byte, 12), 13}} {
+		if _, err := seal.seal(c.b, c.hl, &st, &rtp.Header{}); err == nil {
+			t.Errorf("sealed %x with a header of %d", c.b, c.hl)
 		}
+	}
+}
+
+// putRTP writes what rtp.Packet.MarshalTo writes for the packet with the abs-send-time extension set
+// (or none), for headers with a marker, CSRCs and padding.
+func TestPutRTPIsMarshal(t *testing.T) {
+	for i := range 16 {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, Marker: i&1 != 0, PayloadType: 111, SequenceNumber: uint16(65530 + i),
+			Timestamp: 0xfffffff0 + uint32(i), SSRC: 0xdeadbeef}, Payload: bytes.Repeat([]byte{0xaa}, 37*i)}
+		if i&2 != 0 {
+			p.CSRC = []uint32{7, 8, 9}
+		}
+		if i&4 != 0 {
+			p.Padding, p.Header.PaddingSize = true, byte(1+i)
+		}
+		var absID uint8
+		abs := uint32(0x123456) + uint32(i)
+		want := p
+		if i&8 != 0 {
+			absID = uint8(1 + i%14)
+			_ = want.SetExtension(absID, []byte{byte(abs >> 16), byte(abs >> 8), byte(abs)})
+		}
+		w, err := want.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hl, size, err := rtpSize(&p, absID)
+		if err != nil || size != len(w) || hl != want.Header.MarshalSize() {
+			t.Fatalf("case %d: rtpSize %d, %d, %v; marshalled %d, header %d", i, hl, size, err, len(w), want.Header.MarshalSize())
+		}
+		got := bytes.Repeat([]byte{0xff}, size) // stale bytes, as in a reused buffer
+		putRTP(got, hl, &p, absID, abs)
+		if !bytes.Equal(got, w) {
+			t.Fatalf("case %d:\nputRTP %x\nMarshal %x", i, got, w)
+		}
+	}
+	if _, _, err := rtpSize(&rtp.Packet{Header: rtp.Header{Padding: true}}, 0); err == nil {
+		t.Error("padding of size 0 was taken")
 	}
 }

@@ -17,21 +17,21 @@ import (
 // stage mode (WHEP) it has one video and one audio track, fixed at the start, that follow the current
 // speaker: the most recent publisher with a track of that kind.
 type Subscriber struct {
+	// How its packets are sent (direct.go), read for every packet, so first and together (see downTrack):
+	// path is pathUndecided until DTLS connects; direct is filled in before path becomes pathDirect, and
+	// remote (the selected pair's remote address) is set when the pair is one the direct path can use.
+	path   atomic.Int32
+	tcp    atomic.Bool // connected over ICE-TCP, where a write can block: every downTrack is isolated
+	remote atomic.Pointer[peerAddr]
+	direct direct
+
 	room     *Room
 	identity string
 	pc       *webrtc.PeerConnection
 	stage    bool
 	onOffer  func(sdp string)
-	tcp      atomic.Bool // connected over ICE-TCP, where a write can block: every downTrack is isolated
 	started  time.Time
-
-	// How its packets are sent (direct.go): path is pathUndecided until DTLS connects; direct is set
-	// before path becomes pathDirect, and remote (the selected pair's remote address) when the pair is
-	// one the direct path can use.
-	keys   *keyCapture
-	path   atomic.Int32
-	direct *direct
-	remote atomic.Pointer[peerAddr]
+	keys     *keyCapture
 
 	estimate   atomic.Uint64 // the member's last bandwidth estimate (REMB), bits per second
 	estimateAt atomic.Int64  // when it arrived, unix nanoseconds (0: never)
