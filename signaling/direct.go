@@ -1,15 +1,8 @@
 package signaling
 
 import (
-	"bufio"
-	"bytes"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"hash"
 	"net"
 	"net/netip"
 	"strings"
@@ -17,14 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/dtls/v3"
-	"github.com/pion/dtls/v3/pkg/crypto/prf"
-	"github.com/pion/dtls/v3/pkg/protocol/extension"
 	"github.com/pion/dtls/v3/pkg/protocol/handshake"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/liveforum/liveforum/internal/dtlssrtp"
 )
 
 // The direct path: a subscriber's media is encrypted and sent here rather than through pion's write chain.
@@ -51,58 +42,33 @@ import (
 // NACKs), which are few. Sender reports of directly sent tracks are made by the subscriber (sendReports),
 // since pion's report interceptor sees none of their packets.
 
-// keyCapture collects, for one peer connection, what the SRTP keys are derived from: the ServerHello the
-// server sent (its random, cipher suite and SRTP profile) and the master secret from the key log.
+// keyCapture collects, for one peer connection, what the SRTP keys are derived from
+// (internal/dtlssrtp): the ServerHello the server sent (its random, cipher suite and SRTP profile) and
+// the master secret from the key log.
 type keyCapture struct {
 	mu           sync.Mutex
-	serverRandom [handshake.RandomLength]byte
-	suite        dtls.CipherSuiteID
-	profile      srtp.ProtectionProfile
-	hello        bool
+	hello        dtlssrtp.Hello
+	helloOK      bool
 	clientRandom []byte
 	master       []byte
 }
 
 // serverHello is pion's ServerHello hook: it records the message and sends it unchanged.
 func (k *keyCapture) serverHello(m handshake.MessageServerHello) handshake.Message {
+	h, ok := dtlssrtp.FromServerHello(&m)
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.serverRandom = m.Random.MarshalFixed()
-	k.hello = m.CipherSuiteID != nil
-	if m.CipherSuiteID != nil {
-		k.suite = dtls.CipherSuiteID(*m.CipherSuiteID)
-	}
-	k.profile = 0
-	for _, x := range m.Extensions {
-		if u, ok := x.(*extension.UseSRTP); ok && len(u.ProtectionProfiles) == 1 && len(u.MasterKeyIdentifier) == 0 {
-			k.profile = srtp.ProtectionProfile(u.ProtectionProfiles[0])
-		}
-	}
+	k.hello, k.helloOK = h, ok
+	k.mu.Unlock()
 	return &m
 }
 
-// maxKeyLogLine bounds a key log line: "CLIENT_RANDOM", a 32-byte random and a 48-byte secret in hex.
-const maxKeyLogLine = 256
-
 // Write takes pion's DTLS key log: lines "CLIENT_RANDOM <client random> <master secret>" in hex.
 func (k *keyCapture) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(bytes.NewReader(p))
-	sc.Buffer(make([]byte, 0, maxKeyLogLine), maxKeyLogLine)
-	for sc.Scan() {
-		label, rest, _ := strings.Cut(sc.Text(), " ")
-		random, secret, _ := strings.Cut(rest, " ")
-		if label != "CLIENT_RANDOM" {
-			continue
-		}
-		cr, err1 := hex.DecodeString(random)
-		ms, err2 := hex.DecodeString(secret)
-		if err1 != nil || err2 != nil || len(cr) != handshake.RandomLength || len(ms) != 48 {
-			continue
-		}
+	dtlssrtp.ParseKeyLog(p, func(cr, ms []byte) {
 		k.mu.Lock()
 		k.clientRandom, k.master = cr, ms
 		k.mu.Unlock()
-	}
+	})
 	return len(p), nil
 }
 
@@ -111,27 +77,23 @@ var (
 	errNoPair = errors.New("signaling: no ICE pair to send to")
 )
 
-// ExportKeyingMaterial is the TLS exporter (RFC 5705) of the captured session, as the DTLS server:
-// PRF(master secret, label, client random + server random).
-func (k *keyCapture) ExportKeyingMaterial(label string, context []byte, length int) ([]byte, error) {
+// exporter is the captured session's exporter (nil before the ServerHello and the key log).
+func (k *keyCapture) exporter() *dtlssrtp.Exporter {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if !k.hello || k.master == nil || len(context) != 0 {
-		return nil, errNoKeys
+	if !k.helloOK || k.master == nil {
+		return nil
 	}
-	seed := make([]byte, 0, len(label)+2*handshake.RandomLength)
-	seed = append(append(append(seed, label...), k.clientRandom...), k.serverRandom[:]...)
-	return prf.PHash(k.master, seed, length, suiteHash(k.suite))
+	return &dtlssrtp.Exporter{Master: k.master, ClientRandom: k.clientRandom, Hello: k.hello}
 }
 
-// suiteHash is the PRF hash of a DTLS 1.2 cipher suite: SHA-384 for the two AES-256-GCM suites, SHA-256
-// for every other suite pion has.
-func suiteHash(id dtls.CipherSuiteID) prf.HashFunc {
-	switch id {
-	case dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, dtls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:
-		return func() hash.Hash { return sha512.New384() }
+// ExportKeyingMaterial is the TLS exporter (RFC 5705) of the captured session.
+func (k *keyCapture) ExportKeyingMaterial(label string, context []byte, length int) ([]byte, error) {
+	e := k.exporter()
+	if e == nil {
+		return nil, errNoKeys
 	}
-	return sha256.New
+	return e.ExportKeyingMaterial(label, context, length)
 }
 
 // forget wipes the master secret (pion's DTLS state keeps its own copy for the connection's life).
@@ -145,21 +107,15 @@ func (k *keyCapture) forget() {
 // sealer derives the server's SRTP sending keys; the master secret is forgotten either way.
 func (k *keyCapture) sealer() (*rtpSealer, error) {
 	defer k.forget()
-	k.mu.Lock()
-	profile := k.profile
-	k.mu.Unlock()
-	switch profile {
-	case srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm,
-		srtp.ProtectionProfileAes128CmHmacSha1_80, srtp.ProtectionProfileAes128CmHmacSha1_32,
-		srtp.ProtectionProfileAes256CmHmacSha1_80, srtp.ProtectionProfileAes256CmHmacSha1_32:
-	default:
-		return nil, fmt.Errorf("signaling: SRTP profile %#04x not sent directly", uint16(profile))
+	e := k.exporter()
+	if e == nil {
+		return nil, errNoKeys
 	}
-	cfg := srtp.Config{Profile: profile}
-	if err := cfg.ExtractSessionKeysFromDTLS(k, false); err != nil {
+	cfg, err := e.Keys(false)
+	if err != nil {
 		return nil, err
 	}
-	return newSealer(profile, cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt)
+	return newSealer(cfg.Profile, cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt)
 }
 
 // Send paths of a subscriber.
