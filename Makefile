@@ -27,6 +27,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 60s ./auth
 	$(GO) test -run '^$$' -fuzz '^FuzzSessionDescription$$' -fuzztime 60s ./signaling
 	$(GO) test -run '^$$' -fuzz '^FuzzIsKeyframe$$' -fuzztime 60s ./signaling
+	$(GO) test -run '^$$' -fuzz '^FuzzServerHello$$' -fuzztime 60s ./internal/dtlssrtp
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./server ./rooms ./protocol

@@ -37,6 +37,7 @@ type mediaConfig struct {
 	serverPID          int
 	iceInterfaces      []string
 	nack               bool
+	client             string // "lean" or "pion"
 	maxLossPct         float64
 	jsonOnly           bool
 	cpuProfile         string
@@ -63,6 +64,7 @@ func parseMedia(args []string, stderr io.Writer, getenv func(string) string) (me
 	fs.IntVar(&c.serverPID, "server-pid", 0, "process id of the server, on this machine, to measure its CPU over the window from /proc (0: not measured)")
 	fs.StringVar(&ifaces, "ice-interfaces", "lo", "comma-separated network interfaces the bench's ICE candidates may use (empty: all)")
 	fs.BoolVar(&c.nack, "nack", true, "subscribers send NACKs for lost packets (as browsers do), so the server retransmits from its cache")
+	fs.StringVar(&c.client, "client", "lean", "subscribers' receive path: lean (pion does ICE, DTLS and RTCP; the bench reads, decrypts and NACKs the RTP itself) or pion (pion's whole receive chain and its NACK generator)")
 	fs.Float64Var(&c.maxLossPct, "max-loss", 1, "loss, in percent of the packets sent in the window, above which the checks fail")
 	fs.BoolVar(&c.jsonOnly, "json-only", false, "print only the JSON line")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the bench itself to this file")
@@ -100,6 +102,7 @@ func parseMedia(args []string, stderr io.Writer, getenv func(string) string) (me
 	check(c.duration > 0, "-duration must be positive")
 	check(c.videoKbps >= 0 && c.videoKbps <= 100_000, "-video-kbps must be 0..100000")
 	check(c.connectConcurrency > 0, "-connect-concurrency must be positive")
+	check(c.client == "lean" || c.client == "pion", "-client must be lean or pion")
 	check(c.serverPID >= 0, "-server-pid must not be negative")
 	check(c.maxLossPct >= 0, "-max-loss must not be negative")
 	check(c.serverProfile == "" || c.adminKey != "", "-server-cpuprofile needs -admin-key")
@@ -179,6 +182,13 @@ type mediaBench struct {
 	pub  *mediaPublisher
 	subs []*mediaSub
 
+	// The lean subscribers' taps, for retryNacks (from start to closeSubs).
+	tapMu    sync.Mutex
+	taps     []*tap
+	nackStop chan struct{}
+	nackDone chan struct{}
+	nackOnce sync.Once
+
 	delMu   sync.Mutex
 	delErrs map[string]int // failed DELETEs by reason
 }
@@ -191,23 +201,28 @@ func benchMedia(ctx context.Context, cfg mediaConfig, warn io.Writer) (*mediaRes
 		MaxIdleConnsPerHost: cfg.connectConcurrency, IdleConnTimeout: 5 * time.Second}}
 	defer b.hc.CloseIdleConnections()
 	res := &mediaResult{N: cfg.n, Room: cfg.room, URL: cfg.base, Run: hex.EncodeToString(b.run[:]),
-		VideoKbps: cfg.videoKbps, NACK: cfg.nack, MaxLossPct: cfg.maxLossPct, BenchProcs: runtime.GOMAXPROCS(0)}
+		VideoKbps: cfg.videoKbps, NACK: cfg.nack, Client: cfg.client, MaxLossPct: cfg.maxLossPct, BenchProcs: runtime.GOMAXPROCS(0)}
 
-	api, cert, err := newMediaAPI(cfg.iceInterfaces, cfg.nack)
+	api, err := newMediaAPI(cfg.iceInterfaces, cfg.nack && cfg.client == "pion")
 	if err != nil {
 		return nil, err
 	}
-	pubAPI, _, err := newMediaAPI(cfg.iceInterfaces, true)
+	pubAPI, err := newMediaAPI(cfg.iceInterfaces, true)
 	if err != nil {
 		return nil, err
 	}
 	defer b.closeAll()
+	if cfg.client == "lean" && cfg.nack {
+		b.nackStop = make(chan struct{})
+		b.nackDone = make(chan struct{})
+		go b.retryNacks()
+	}
 
 	tok, err := b.token("pub", auth.RoleSpeaker)
 	if err != nil {
 		return nil, err
 	}
-	b.pub, err = startPublisher(ctx, b, pubAPI, tok)
+	b.pub, err = startPublisher(ctx, b, pubAPI.api, tok)
 	if err != nil {
 		return nil, fmt.Errorf("publisher: %w", err)
 	}
@@ -236,7 +251,7 @@ func benchMedia(ctx context.Context, cfg mediaConfig, warn io.Writer) (*mediaRes
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			s, err := connectSub(ctx, b, api, cert, i, toks[i])
+			s, err := connectSub(ctx, b, api, i, toks[i])
 			b.subs[i] = s // closeAll reads it after wg.Wait
 			if err != nil {
 				failed.Add(1)
@@ -334,6 +349,10 @@ func (b *mediaBench) token(who string, role auth.Role) (string, error) {
 // closeSubs ends every subscriber (DELETE, then its peer connection), a few at a time, and waits for
 // their readers.
 func (b *mediaBench) closeSubs() {
+	if b.nackStop != nil {
+		b.nackOnce.Do(func() { close(b.nackStop) })
+		<-b.nackDone
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, b.cfg.connectConcurrency)
 	for _, s := range b.subs {
@@ -347,6 +366,27 @@ func (b *mediaBench) closeSubs() {
 		})
 	}
 	wg.Wait()
+}
+
+// retryNacks asks again, for every lean subscriber, for the packets still missing (tap.nackRetry),
+// until the subscribers close.
+func (b *mediaBench) retryNacks() {
+	defer close(b.nackDone)
+	tick := time.NewTicker(nackEvery / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.nackStop:
+			return
+		case now := <-tick.C:
+			b.tapMu.Lock()
+			taps := slices.Clone(b.taps)
+			b.tapMu.Unlock()
+			for _, t := range taps {
+				t.nackRetry(now)
+			}
+		}
+	}
 }
 
 // closeAll ends everything the run started; it may run twice.

@@ -40,6 +40,7 @@ type mediaResult struct {
 	Dups         int64   `json:"dups"`
 	Late         int64   `json:"late"`
 	Foreign      int64   `json:"foreign,omitempty"`
+	Undecrypted  int64   `json:"undecrypted,omitempty"` // lean client: RTP it could not decrypt
 
 	PacketsPerSec float64 `json:"packets_per_sec"` // forwarded, over subscribers
 	BytesPerSec   float64 `json:"bytes_per_sec"`   // RTP bytes (header and payload) forwarded, over subscribers
@@ -80,6 +81,7 @@ type mediaResult struct {
 	N          int     `json:"n"`
 	VideoKbps  int     `json:"video_kbps"`
 	NACK       bool    `json:"nack"`
+	Client     string  `json:"client"` // the subscribers' receive path: lean or pion
 	MaxLossPct float64 `json:"max_loss_pct"`
 	URL        string  `json:"url"`
 	Room       string  `json:"room"`
@@ -196,6 +198,9 @@ func (r *mediaResult) collect(b *mediaBench, window time.Duration) {
 			r.Foreign += st.foreign
 			lat.merge(&st.lat)
 		}
+		if s.tap != nil {
+			r.Undecrypted += s.tap.undecrypt
+		}
 		if s.video.jitterN > 0 {
 			jit = append(jit, s.video.jitterSum/float64(s.video.jitterN))
 		}
@@ -267,7 +272,7 @@ func (r *mediaResult) printHuman(w io.Writer) {
 	fmt.Fprintf(w, "liveforum-bench media (run %s)\n", r.Run)
 	fmt.Fprintf(w, "  server       %s, room %s\n", r.URL, r.Room)
 	fmt.Fprintf(w, "  publisher    1 over WHIP: VP8 %d kbit/s (30 frames/s, a keyframe every 2 s or on PLI) + Opus 50×80 B/s\n", r.VideoKbps)
-	fmt.Fprintf(w, "  subscribers  %d over WHEP, %s\n", r.N, nack)
+	fmt.Fprintf(w, "  subscribers  %d over WHEP, %s, %s receive path\n", r.N, nack, r.Client)
 	fmt.Fprintln(w, "results")
 	fmt.Fprintf(w, "  connect      %d of %d connected in %.3f s\n", r.Connected, r.N, r.ConnectS)
 	for _, e := range slices.Sorted(maps.Keys(r.ConnectErrors)) {
@@ -285,6 +290,9 @@ func (r *mediaResult) printHuman(w io.Writer) {
 	}
 	if r.Foreign > 0 {
 		fmt.Fprintf(w, "  foreign      %d packets not from this run's publisher (another speaker on the stage?)\n", r.Foreign)
+	}
+	if r.Undecrypted > 0 {
+		fmt.Fprintf(w, "  undecrypted  %d RTP packets the lean client could not decrypt\n", r.Undecrypted)
 	}
 	fmt.Fprintf(w, "  jitter       video p50 %.3f ms, p99 %.3f ms; audio p50 %.3f ms, p99 %.3f ms (RFC 3550 estimate, mean over the window, per subscriber)\n",
 		r.JitterP50ms, r.JitterP99ms, r.AudioJitterP50ms, r.AudioJitterP99ms)

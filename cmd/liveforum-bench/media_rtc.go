@@ -19,13 +19,24 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
+// mediaAPI is how the bench's peers are made: one pion API for all (the publisher, pion subscribers), or
+// one per lean subscriber, made from the same settings with its own socket (leanAPI).
+type mediaAPI struct {
+	api      *webrtc.API
+	se       webrtc.SettingEngine
+	me       *webrtc.MediaEngine
+	cert     webrtc.Certificate
+	loopback bool // every ICE interface is a loopback one: lean subscribers' sockets bind 127.0.0.1
+}
+
 // newMediaAPI returns the pion API the bench's peers use: default codecs, ICE over UDP on IPv4 limited to
 // the given interfaces (a loopback interface among them allows loopback candidates), no mDNS. With nack,
 // the peer negotiates NACK feedback and runs pion's NACK generator and responder; it always sends RTCP
 // receiver and sender reports. It leaves out pion's stats and TWCC interceptors, which would cost the bench
 // CPU per packet and measure nothing the bench reports. The certificate is shared by every peer made from
 // the API, sparing a key generation per subscriber.
-func newMediaAPI(ifaces []string, nack bool) (*webrtc.API, webrtc.Certificate, error) {
+func newMediaAPI(ifaces []string, nack bool) (*mediaAPI, error) {
+	m := &mediaAPI{}
 	se := webrtc.SettingEngine{}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -46,30 +57,41 @@ func newMediaAPI(ifaces []string, nack bool) (*webrtc.API, webrtc.Certificate, e
 		if all {
 			se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 		}
+		m.loopback = all
 	}
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, webrtc.Certificate{}, err
+		return nil, err
 	}
 	ir := &interceptor.Registry{}
 	if nack {
 		if err := webrtc.ConfigureNack(me, ir); err != nil {
-			return nil, webrtc.Certificate{}, err
+			return nil, err
 		}
 	}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, webrtc.Certificate{}, err
+		return nil, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, webrtc.Certificate{}, err
+		return nil, err
 	}
 	cert, err := webrtc.GenerateCertificate(key)
 	if err != nil {
-		return nil, webrtc.Certificate{}, err
+		return nil, err
 	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	return api, *cert, nil
+	m.se, m.me, m.cert = se, me, *cert
+	m.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return m, nil
+}
+
+// leanAPI is the API of one lean subscriber: the settings of m, ICE through the tap's mux, the DTLS key
+// log to the tap, and no interceptors (they would see no RTP: the tap takes it).
+func (m *mediaAPI) leanAPI(t *tap) *webrtc.API {
+	se := m.se // a copy: the mux and the key log are this subscriber's
+	se.SetICEUDPMux(t.mux)
+	se.SetDTLSKeyLogWriter(t)
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m.me), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(se))
 }
 
 // completeOffer makes pc's offer with every candidate in it (WHIP and WHEP without trickle).

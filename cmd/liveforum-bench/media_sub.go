@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,8 @@ type mediaSub struct {
 	location string
 	err      error // why it did not connect
 
+	nack         bool         // NACKs are sent (lean: by the tap)
+	tap          *tap         // the lean client's socket (nil: pion's receive chain)
 	posted       time.Time    // the WHEP POST started
 	firstNs      atomic.Int64 // arrival of the first packet of any track
 	firstVideoNs atomic.Int64
@@ -100,15 +103,32 @@ func (s *streamStats) fresh(c uint32) bool {
 
 // connectSub starts one viewer over WHEP and waits until its peer connection is up. The returned
 // mediaSub is never nil; its err says why it failed.
-func connectSub(ctx context.Context, b *mediaBench, api *webrtc.API, cert webrtc.Certificate, i int, token string) (*mediaSub, error) {
-	s := &mediaSub{idx: i, token: token}
-	s.err = s.connect(ctx, b, api, cert)
+func connectSub(ctx context.Context, b *mediaBench, m *mediaAPI, i int, token string) (*mediaSub, error) {
+	s := &mediaSub{idx: i, token: token, nack: b.cfg.nack}
+	s.err = s.connect(ctx, b, m)
 	return s, s.err
 }
 
-func (s *mediaSub) connect(ctx context.Context, b *mediaBench, api *webrtc.API, cert webrtc.Certificate) error {
+func (s *mediaSub) connect(ctx context.Context, b *mediaBench, m *mediaAPI) error {
+	api := m.api
+	if b.cfg.client == "lean" {
+		ip := net.IPv4zero
+		if m.loopback {
+			ip = net.IPv4(127, 0, 0, 1)
+		}
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
+		if err != nil {
+			return err
+		}
+		_ = conn.SetReadBuffer(1 << 20) // a burst of a keyframe's packets while the reader is off the core
+		s.tap = newTap(conn, s, b.win, b.run)
+		api = m.leanAPI(s.tap)
+		b.tapMu.Lock()
+		b.taps = append(b.taps, s.tap)
+		b.tapMu.Unlock()
+	}
 	var err error
-	s.pc, err = api.NewPeerConnection(webrtc.Configuration{Certificates: []webrtc.Certificate{cert}})
+	s.pc, err = api.NewPeerConnection(webrtc.Configuration{Certificates: []webrtc.Certificate{m.cert}})
 	if err != nil {
 		return err
 	}
@@ -162,6 +182,9 @@ func (s *mediaSub) connect(ctx context.Context, b *mediaBench, api *webrtc.API, 
 		return err
 	}
 	s.location = loc
+	if s.tap != nil {
+		s.tap.setAnswer(answer)
+	}
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return err
 	}
@@ -182,45 +205,47 @@ func drainRTCP(recv *webrtc.RTPReceiver) {
 func (s *mediaSub) read(tr *webrtc.TrackRemote, st *streamStats, win *window, run [4]byte) {
 	video := tr.Kind() == webrtc.RTPCodecTypeVideo
 	buf := make([]byte, 1600)
-	first := false
 	for {
 		n, _, err := tr.Read(buf)
 		if err != nil {
 			return
 		}
-		now := time.Now().UnixNano()
-		if !first {
-			first = true
-			s.firstNs.CompareAndSwap(0, now)
-			if video {
-				s.firstVideoNs.Store(now)
-			}
-		}
-		pay, ok := rtpPayload(buf[:n])
-		if !ok || len(pay) < markLen || [4]byte(pay[offRun:markLen]) != run {
-			st.foreign++
-			continue
-		}
-		counter := binary.BigEndian.Uint32(pay[offCounter:])
-		sent := int64(binary.BigEndian.Uint64(pay[offSentNs:]))
-		if !st.fresh(counter) || !win.contains(sent) {
-			continue
-		}
-		st.packets++
-		st.bytes += int64(n)
-		transit := now - sent
-		if st.jitterN > 0 {
-			d := transit - st.lastTransit
-			if d < 0 {
-				d = -d
-			}
-			st.jitter += (float64(d) - st.jitter) / 16
-		}
-		st.lastTransit = transit
-		st.jitterSum += st.jitter
-		st.jitterN++
-		st.lat.record(time.Duration(transit))
+		s.count(st, buf[:n], video, time.Now().UnixNano(), win, run)
 	}
+}
+
+// count records one packet (decrypted, RTP header included) of a track that arrived at now.
+func (s *mediaSub) count(st *streamStats, pkt []byte, video bool, now int64, win *window, run [4]byte) {
+	if !st.started {
+		s.firstNs.CompareAndSwap(0, now)
+		if video {
+			s.firstVideoNs.CompareAndSwap(0, now)
+		}
+	}
+	pay, ok := rtpPayload(pkt)
+	if !ok || len(pay) < markLen || [4]byte(pay[offRun:markLen]) != run {
+		st.foreign++
+		return
+	}
+	counter := binary.BigEndian.Uint32(pay[offCounter:])
+	sent := int64(binary.BigEndian.Uint64(pay[offSentNs:]))
+	if !st.fresh(counter) || !win.contains(sent) {
+		return
+	}
+	st.packets++
+	st.bytes += int64(len(pkt))
+	transit := now - sent
+	if st.jitterN > 0 {
+		d := transit - st.lastTransit
+		if d < 0 {
+			d = -d
+		}
+		st.jitter += (float64(d) - st.jitter) / 16
+	}
+	st.lastTransit = transit
+	st.jitterSum += st.jitter
+	st.jitterN++
+	st.lat.record(time.Duration(transit))
 }
 
 // rtpPayload returns an RTP packet's payload: after the fixed header, the CSRCs and the header
@@ -255,6 +280,9 @@ func (s *mediaSub) close(b *mediaBench) {
 		b.endSession(s.location, s.token)
 		if s.pc != nil {
 			_ = s.pc.Close()
+		}
+		if s.tap != nil {
+			s.tap.close() // after which its counts are final
 		}
 	})
 	s.readers.Wait()

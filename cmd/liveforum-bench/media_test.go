@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
 	"github.com/liveforum/liveforum/server"
@@ -59,13 +62,22 @@ type mediaSummary struct {
 	BenchCores    float64  `json:"bench_cores"`
 	Keyframes     int64    `json:"keyframes"`
 	N             int      `json:"n"`
+	Client        string   `json:"client"`
+	Undecrypted   int64    `json:"undecrypted"`
 }
 
+// TestMedia runs the bench against a real server with each receive path: lean (the default) and pion's.
 func TestMedia(t *testing.T) {
+	for _, client := range []string{"lean", "pion"} {
+		t.Run(client, func(t *testing.T) { testMedia(t, client) })
+	}
+}
+
+func testMedia(t *testing.T, client string) {
 	base := startMediaServer(t)
 	var out, errb bytes.Buffer
 	args := []string{"-url", base, "-room", "media", "-secret", testSecret, "-n", "5", "-duration", "3s",
-		"-video-kbps", "800", "-max-loss", "2", "-server-pid", fmt.Sprint(os.Getpid())}
+		"-video-kbps", "800", "-max-loss", "2", "-server-pid", fmt.Sprint(os.Getpid()), "-client", client}
 	if err := runMedia(t.Context(), args, &out, &errb, func(string) string { return "" }); err != nil {
 		t.Fatalf("media: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
 	}
@@ -77,6 +89,9 @@ func TestMedia(t *testing.T) {
 	}
 	// 3 s of 30 frames of 800 kbit/s (3 packets of ~1111 bytes) and 50 audio packets a second: 270 and
 	// 150, less what a loaded test machine makes the publisher skip.
+	if s.Client != client || s.Undecrypted != 0 {
+		t.Errorf("client %q, %d packets not decrypted; want %q and 0", s.Client, s.Undecrypted, client)
+	}
 	if s.N != 5 || s.Connected != 5 || s.ConnectFailed != 0 || s.Silent != 0 || s.Dropped != 0 {
 		t.Errorf("connections: %+v", s)
 	}
@@ -116,6 +131,7 @@ func TestMediaFlags(t *testing.T) {
 		{"-room", "bad room", "-secret", testSecret},
 		{"-video-kbps", "-1", "-secret", testSecret},
 		{"-secret", testSecret, "extra"},
+		{"-client", "browser", "-secret", testSecret},
 	} {
 		t.Run(fmt.Sprint(args), func(t *testing.T) {
 			var errb bytes.Buffer
@@ -131,7 +147,7 @@ func TestMediaFlags(t *testing.T) {
 		return ""
 	})
 	if err != nil || c.keys == nil || c.base != "http://127.0.0.1:8080" || c.n != 100 || c.videoKbps != 1500 ||
-		len(c.iceInterfaces) != 1 || c.iceInterfaces[0] != "lo" {
+		len(c.iceInterfaces) != 1 || c.iceInterfaces[0] != "lo" || c.client != "lean" {
 		t.Errorf("defaults with the secret from the environment: %+v, %v", c, err)
 	}
 }
@@ -213,5 +229,58 @@ func TestPutMarks(t *testing.T) {
 	if binary.BigEndian.Uint32(b[offCounter:]) != 7 || binary.BigEndian.Uint64(b[offSentNs:]) != 1234567890123 ||
 		!bytes.Equal(b[offRun:], []byte{1, 2, 3, 4}) {
 		t.Errorf("marks %x", b)
+	}
+}
+
+// The lean client NACKs a gap at once, again every nackEvery while it lasts, forgets a packet that comes,
+// and gives up after nackTries.
+func TestTapNacks(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := newTap(conn, &mediaSub{nack: true}, newWindow(), [4]byte{})
+	defer tp.close()
+	var sent [][]uint16
+	tp.writeRTCP = func(ps []rtcp.Packet) error {
+		for _, p := range ps {
+			n := p.(*rtcp.TransportLayerNack)
+			if n.MediaSSRC != 9 {
+				t.Errorf("NACK for SSRC %d", n.MediaSSRC)
+			}
+			var seqs []uint16
+			for _, pair := range n.Nacks {
+				seqs = append(seqs, pair.PacketList()...)
+			}
+			sent = append(sent, seqs)
+		}
+		return nil
+	}
+	for _, seq := range []uint16{65534, 65535, 2} { // a gap across the wrap: 0 and 1 are missing
+		tp.noteSeq(9, seq)
+	}
+	if len(sent) != 1 || !slices.Equal(sent[0], []uint16{0, 1}) {
+		t.Fatalf("NACKs after the gap: %v", sent)
+	}
+	now := time.Now()
+	tp.nackRetry(now) // too soon
+	tp.nackRetry(now.Add(nackEvery))
+	if len(sent) != 2 || !slices.Equal(sent[1], []uint16{0, 1}) {
+		t.Fatalf("NACKs after %v: %v", nackEvery, sent)
+	}
+	tp.noteSeq(9, 0) // the retransmission
+	for i := range nackTries + 2 {
+		tp.nackRetry(now.Add(time.Duration(i+2) * nackEvery))
+	}
+	for _, s := range sent[2:] {
+		if !slices.Equal(s, []uint16{1}) {
+			t.Fatalf("NACKs after 0 came: %v", sent)
+		}
+	}
+	if len(sent) != nackTries {
+		t.Fatalf("%d NACKs for 1, want %d: %v", len(sent), nackTries, sent)
+	}
+	if tp.highest[9] != 2 {
+		t.Errorf("highest %d after a retransmission, want 2", tp.highest[9])
 	}
 }
