@@ -11,6 +11,21 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
+// directDownTrack is a downTrack of a subscriber on the direct path, sending from conn to ap with seal,
+// its track bound with the SSRC and abs-send-time as extension 3 (no peer connection).
+func directDownTrack(tb testing.TB, conn *net.UDPConn, seal *rtpSealer, ap netip.AddrPort, ssrc uint32) *downTrack {
+	s := &Subscriber{}
+	s.remote.Store(newPeerAddr(ap))
+	s.direct.conn, s.direct.seal = conn, seal
+	s.path.Store(pathDirect)
+	lt, err := newLocalTrack(s, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "stage")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lt.bound.Store(&binding{ssrc: ssrc, pt: 96, clock: 90000, absID: 3})
+	return newDownTrack(s, lt, 8)
+}
+
 // BenchmarkForwardDirect measures the server's own work per packet per subscriber on the direct path —
 // sequence rewriting, history, header extension, marshalling, SRTP, adding to the batch — without the
 // system call: the batch is emptied instead of sent, so what the kernel does (which the media bench
@@ -47,17 +62,8 @@ func BenchmarkForwardDirect(b *testing.B) {
 					}
 					seal.gcm = nil
 				}
-				s := &Subscriber{}
 				ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(20000+i))
-				s.remote.Store(newPeerAddr(ap))
-				s.direct.conn, s.direct.seal = conn, seal
-				s.path.Store(pathDirect)
-				lt, err := newLocalTrack(s, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "stage")
-				if err != nil {
-					b.Fatal(err)
-				}
-				lt.bound.Store(&binding{ssrc: uint32(1000 + i), pt: 96, clock: 90000, absID: 3})
-				downs[i] = newDownTrack(s, lt, 8)
+				downs[i] = directDownTrack(b, conn, seal, ap, uint32(1000+i))
 			}
 			u := &upTrack{}
 			for _, d := range downs {

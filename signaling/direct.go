@@ -129,7 +129,7 @@ const (
 type direct struct {
 	conn *net.UDPConn
 	seal *rtpSealer
-	used atomic.Bool // a packet has been encrypted: the streams are numbered by seal for good
+	used atomic.Bool // a packet may have been sent: the streams are numbered by seal for good
 }
 
 // peerAddr is where a subscriber's packets go, in the two forms the sends take, in one allocation (each
@@ -160,6 +160,11 @@ const srtpOverhead = 16
 func (s *Subscriber) writeDirect(p *rtp.Packet, absID uint8, abs uint32, buf []byte, st **gcmStream, h *rtp.Header,
 	batch *sendBatch) ([]byte, error) {
 	w := &s.direct
+	// Marked used before the address is read: pairChanged stores the address, then reads used, so either
+	// it sees this write coming, or this write sees the pair gone (atomics are sequentially consistent).
+	if !w.used.Load() {
+		w.used.Store(true) // once: a store per packet would bounce the line between the tracks' goroutines
+	}
 	to := s.remote.Load()
 	if to == nil {
 		return buf, errNoPair // as pion, which sends nothing without a pair
@@ -182,9 +187,6 @@ func (s *Subscriber) writeDirect(p *rtp.Packet, absID uint8, abs uint32, buf []b
 	if err != nil {
 		return buf, err
 	}
-	if !w.used.Load() {
-		w.used.Store(true) // once: a store per packet would bounce the line between the tracks' goroutines
-	}
 	if batch != nil {
 		batch.add(out, &to.ua)
 		return buf, nil
@@ -193,11 +195,17 @@ func (s *Subscriber) writeDirect(p *rtp.Packet, absID uint8, abs uint32, buf []b
 	return out[:0], err
 }
 
-var errPadding = errors.New("signaling: RTP padding of size 0")
+var (
+	errPadding = errors.New("signaling: RTP padding of size 0")
+	errCSRCs   = errors.New("signaling: more than 15 CSRCs")
+)
 
 // rtpSize is the marshalled size of p's header, when it carries its CSRCs and, if absID is not 0, the
 // abs-send-time extension alone, and of the whole packet with its payload and padding.
 func rtpSize(p *rtp.Packet, absID uint8) (header, size int, err error) {
+	if len(p.CSRC) > 15 {
+		return 0, 0, errCSRCs
+	}
 	header = 12 + 4*len(p.CSRC)
 	if absID != 0 {
 		header += 8 // the one-byte form's profile and length, one element of 1 + 3 bytes

@@ -80,9 +80,9 @@ func (t *localTrack) Unbind(ctx webrtc.TrackLocalContext) error {
 	return t.TrackLocalStaticRTP.Unbind(ctx)
 }
 
-// send sends p, setting its SSRC and payload type to the binding's and its header extensions to the send
-// time alone (p is the caller's to change; it has no extensions of its own); a packet for the direct path
-// goes into batch when there is one. Before the track is bound, or after, or before the subscriber's DTLS
+// send sends p with its SSRC and payload type set to the binding's and, as its one header extension, the
+// send time (p is the caller's to change; it has no extensions of its own): the direct path writes the
+// extension as it marshals, into batch when there is one; pion's path sets it on p. Before the track is bound, or after, or before the subscriber's DTLS
 // connects, the packet goes nowhere, as with pion's.
 func (t *localTrack) send(p *rtp.Packet, batch *sendBatch) error {
 	if b := t.bound.Load(); b != t.cur {

@@ -98,32 +98,45 @@ type gcmStream struct {
 // index is the packet index of sequence number seq: the rollover counter guessed from the highest index
 // sealed (RFC 3711 Appendix A), as the receiver guesses it. A packet up to half the number space behind
 // the highest (a retransmission) keeps its own counter.
-func (s *gcmStream) index(seq uint16) uint64 {
+//
+// A packet that would come before the stream's first wrap (a late one, numbered just below 65536 while
+// the counter is still 0) has no index and is not sent: taking it as far ahead, as pion's context does,
+// would move the counter on by one for every later packet, which the receiver would no longer decrypt.
+func (s *gcmStream) index(seq uint16) (uint64, bool) {
 	if !s.started {
 		s.started, s.highest = true, uint64(seq)
-		return s.highest
+		return s.highest, true
 	}
 	roc, high := uint32(s.highest>>16), uint16(s.highest)
 	v := roc
 	if high < 1<<15 {
-		if int(seq)-int(high) > 1<<15 && roc > 0 {
+		if int(seq)-int(high) > 1<<15 {
+			if roc == 0 {
+				return 0, false
+			}
 			v = roc - 1 // before the last wrap
 		}
 	} else if int(high)-1<<15 > int(seq) {
+		if roc == 1<<32-1 {
+			return 0, false // 2^48 packets: the key must seal no more (RFC 3711 §9.2)
+		}
 		v = roc + 1 // after a wrap
 	}
 	i := uint64(v)<<16 | uint64(seq)
 	if i > s.highest {
 		s.highest = i
 	}
-	return i
+	return i, true
 }
 
 // seal encrypts the RTP packet in b of header length hl in place and appends the tag (b needs the
 // capacity for it): RFC 7714 §8, the IV from the salt, SSRC, rollover counter and sequence number, the
 // header authenticated in the clear.
-func (s *gcmStream) seal(b []byte, hl int) []byte {
-	i := s.index(binary.BigEndian.Uint16(b[2:4]))
+func (s *gcmStream) seal(b []byte, hl int) ([]byte, error) {
+	i, ok := s.index(binary.BigEndian.Uint16(b[2:4]))
+	if !ok {
+		return nil, errNoIndex
+	}
 	iv := &s.iv
 	*iv = [12]byte{}
 	binary.BigEndian.PutUint32(iv[2:], s.ssrc)
@@ -132,8 +145,10 @@ func (s *gcmStream) seal(b []byte, hl int) []byte {
 	for j := range iv {
 		iv[j] ^= s.salt[j]
 	}
-	return s.aead.Seal(b[:hl], iv[:], b[hl:], b[:hl])
+	return s.aead.Seal(b[:hl], iv[:], b[hl:], b[:hl]), nil
 }
+
+var errNoIndex = errors.New("signaling: an RTP packet from before its stream's first sequence number wrap")
 
 // stream returns the stream of an SSRC, made on its first packet.
 func (r *rtpSealer) stream(ssrc uint32) (*gcmStream, error) {
@@ -167,7 +182,7 @@ func (r *rtpSealer) seal(b []byte, hl int, cached **gcmStream, h *rtp.Header) ([
 	}
 	ssrc := binary.BigEndian.Uint32(b[8:12])
 	if s := *cached; s != nil && s.ssrc == ssrc {
-		return s.seal(b, hl), nil
+		return s.seal(b, hl)
 	}
 	if r.gcm == nil {
 		r.mu.Lock()
@@ -179,5 +194,5 @@ func (r *rtpSealer) seal(b []byte, hl int, cached **gcmStream, h *rtp.Header) ([
 		return nil, err
 	}
 	*cached = s
-	return s.seal(b, hl), nil
+	return s.seal(b, hl)
 }

@@ -3,8 +3,11 @@ package signaling
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
@@ -148,5 +151,90 @@ func TestPutRTPIsMarshal(t *testing.T) {
 	}
 	if _, _, err := rtpSize(&rtp.Packet{Header: rtp.Header{Padding: true}}, 0); err == nil {
 		t.Error("padding of size 0 was taken")
+	}
+}
+
+// A late packet numbered just below the first wrap is not sealed (it has no index the receiver would
+// agree on), and the stream goes on with the counter the receiver keeps: pion's receiving context
+// decrypts what follows.
+func TestSealLateBeforeFirstWrap(t *testing.T) {
+	key, salt := make([]byte, 16), make([]byte, 12)
+	seal, err := newSealer(srtp.ProtectionProfileAeadAes128Gcm, key, salt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv, err := srtp.CreateContext(key, salt, srtp.ProtectionProfileAeadAes128Gcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st *gcmStream
+	for _, c := range []struct {
+		seq  uint16
+		sent bool
+	}{{10, true}, {65530, false}, {11, true}, {12, true}} {
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: c.seq, SSRC: 5}, Payload: []byte("frame")}
+		plain, _ := pkt.Marshal()
+		buf := append(make([]byte, 0, len(plain)+srtpOverhead), plain...)
+		out, err := seal.seal(buf, 12, &st, &rtp.Header{})
+		if (err == nil) != c.sent {
+			t.Fatalf("seq %d: sealed %v (%v), want %v", c.seq, err == nil, err, c.sent)
+		}
+		if err != nil {
+			continue
+		}
+		if dec, err := recv.DecryptRTP(nil, out, nil); err != nil || !bytes.Equal(dec, plain) {
+			t.Fatalf("seq %d: the receiver decrypts %v", c.seq, err)
+		}
+	}
+}
+
+// A NACK is answered with the packet sent under that number, byte for byte, and not with another packet
+// that has since taken its place in the track's cache under the same publisher number (a publisher's
+// resend with other bytes): that would encrypt one subscriber number two ways.
+func TestRetransmitIsThePacketSent(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	viewer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viewer.Close()
+	seal, err := newSealer(srtp.ProtectionProfileAeadAes128Gcm, make([]byte, 16), make([]byte, 12))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := directDownTrack(t, conn, seal, viewer.LocalAddr().(*net.UDPAddr).AddrPort(), 77)
+	u := &upTrack{}
+	d.src.Store(u)
+	read := func() []byte {
+		_ = viewer.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		b := make([]byte, 1500)
+		n, _, err := viewer.ReadFrom(b)
+		if err != nil {
+			return nil
+		}
+		return b[:n]
+	}
+	first := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 100, SequenceNumber: 500, Timestamp: 9, SSRC: 3}, Payload: []byte("first")}
+	u.cache[first.SequenceNumber%cacheSize].Store(first)
+	d.push(first, u, nil)
+	sent := read()
+	if sent == nil {
+		t.Fatal("the packet was not sent")
+	}
+	seq := binary.BigEndian.Uint16(sent[2:4])
+	d.rtxTokens = rtxBurst
+	d.retransmit(seq)
+	if again := read(); !bytes.Equal(again, sent) {
+		t.Fatalf("retransmission %x, first sent %x", again, sent)
+	}
+	other := &rtp.Packet{Header: first.Header, Payload: []byte("other")}
+	u.cache[other.SequenceNumber%cacheSize].Store(other)
+	d.retransmit(seq)
+	if got := read(); got != nil {
+		t.Fatalf("a retransmission of the packet that replaced the one sent: %x", got)
 	}
 }

@@ -203,7 +203,7 @@ func benchMedia(ctx context.Context, cfg mediaConfig, warn io.Writer) (*mediaRes
 	res := &mediaResult{N: cfg.n, Room: cfg.room, URL: cfg.base, Run: hex.EncodeToString(b.run[:]),
 		VideoKbps: cfg.videoKbps, NACK: cfg.nack, Client: cfg.client, MaxLossPct: cfg.maxLossPct, BenchProcs: runtime.GOMAXPROCS(0)}
 
-	api, err := newMediaAPI(cfg.iceInterfaces, cfg.nack && cfg.client == "pion")
+	api, err := newMediaAPI(cfg.iceInterfaces, cfg.nack) // lean subscribers take its codecs and feedback, not its interceptors
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,8 @@ type mediaAPI struct {
 // the peer negotiates NACK feedback and runs pion's NACK generator and responder; it always sends RTCP
 // receiver and sender reports. It leaves out pion's stats and TWCC interceptors, which would cost the bench
 // CPU per packet and measure nothing the bench reports. The certificate is shared by every peer made from
-// the API, sparing a key generation per subscriber.
+// the API, sparing a key generation per subscriber. Lean subscribers (leanAPI) negotiate the same codecs
+// and feedback (NACK included) but run no interceptor.
 func newMediaAPI(ifaces []string, nack bool) (*mediaAPI, error) {
 	m := &mediaAPI{}
 	se := webrtc.SettingEngine{}

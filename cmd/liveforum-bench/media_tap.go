@@ -53,6 +53,7 @@ type tap struct {
 	buf        []byte
 	highest    map[uint32]uint16 // per SSRC: the highest sequence number seen
 	undecrypt  int64             // RTP that could not be decrypted
+	noKeys     bool              // the keys could not be made from what was captured: not tried again
 	lastRR     int64             // when the last receiver report was sent, unix nanoseconds
 	nackSender uint32
 	writeRTCP  func([]rtcp.Packet) error // the peer connection's (tests replace it)
@@ -132,10 +133,14 @@ func (t *tap) ReadFrom(p []byte) (int, net.Addr, error) {
 			t.rtp(b)
 			t.readMu.Unlock()
 			continue
-		case n > 13 && b[0] == 22 && t.ctx == nil: // a DTLS handshake record: the server's first flight?
+		case n > 13 && b[0] == 22 && b[3] == 0 && b[4] == 0 && t.ctx == nil && !t.noKeys:
+			// A DTLS handshake record of epoch 0: the server's first flight? The first ServerHello counts
+			// (a datagram from elsewhere cannot replace it).
 			if h, ok := dtlssrtp.ServerHello(b); ok {
 				t.mu.Lock()
-				t.hello, t.helloOK = h, true
+				if !t.helloOK {
+					t.hello, t.helloOK = h, true
+				}
 				t.mu.Unlock()
 			}
 		}
@@ -147,7 +152,7 @@ func (t *tap) ReadFrom(p []byte) (int, net.Addr, error) {
 // rtp decrypts and counts one RTP packet.
 func (t *tap) rtp(b []byte) {
 	now := time.Now().UnixNano()
-	if t.ctx == nil && !t.keys() {
+	if t.ctx == nil && (t.noKeys || !t.keys()) {
 		t.undecrypt++
 		return
 	}
@@ -204,10 +209,12 @@ func (t *tap) keys() bool {
 	}
 	cfg, err := e.Keys(true)
 	if err != nil {
+		t.noKeys = true
 		return false
 	}
 	ctx, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, cfg.Profile)
 	if err != nil {
+		t.noKeys = true
 		return false
 	}
 	t.ctx = ctx
