@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,32 +43,17 @@ import (
 
 // keyCapture collects, for one peer connection, what the SRTP keys are derived from
 // (internal/dtlssrtp): the ServerHello the server sent (its random, cipher suite and SRTP profile) and
-// the master secret from the key log.
+// the master secret from the key log (the embedded Capture is the key log writer).
 type keyCapture struct {
-	mu           sync.Mutex
-	hello        dtlssrtp.Hello
-	helloOK      bool
-	clientRandom []byte
-	master       []byte
+	dtlssrtp.Capture
 }
 
 // serverHello is pion's ServerHello hook: it records the message and sends it unchanged.
 func (k *keyCapture) serverHello(m handshake.MessageServerHello) handshake.Message {
-	h, ok := dtlssrtp.FromServerHello(&m)
-	k.mu.Lock()
-	k.hello, k.helloOK = h, ok
-	k.mu.Unlock()
+	if h, ok := dtlssrtp.FromServerHello(&m); ok {
+		k.SetHello(h)
+	}
 	return &m
-}
-
-// Write takes pion's DTLS key log: lines "CLIENT_RANDOM <client random> <master secret>" in hex.
-func (k *keyCapture) Write(p []byte) (int, error) {
-	dtlssrtp.ParseKeyLog(p, func(cr, ms []byte) {
-		k.mu.Lock()
-		k.clientRandom, k.master = cr, ms
-		k.mu.Unlock()
-	})
-	return len(p), nil
 }
 
 var (
@@ -77,37 +61,19 @@ var (
 	errNoPair = errors.New("signaling: no ICE pair to send to")
 )
 
-// exporter is the captured session's exporter (nil before the ServerHello and the key log).
-func (k *keyCapture) exporter() *dtlssrtp.Exporter {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if !k.helloOK || k.master == nil {
-		return nil
-	}
-	return &dtlssrtp.Exporter{Master: k.master, ClientRandom: k.clientRandom, Hello: k.hello}
-}
-
 // ExportKeyingMaterial is the TLS exporter (RFC 5705) of the captured session.
 func (k *keyCapture) ExportKeyingMaterial(label string, context []byte, length int) ([]byte, error) {
-	e := k.exporter()
+	e := k.Exporter()
 	if e == nil {
 		return nil, errNoKeys
 	}
 	return e.ExportKeyingMaterial(label, context, length)
 }
 
-// forget wipes the master secret (pion's DTLS state keeps its own copy for the connection's life).
-func (k *keyCapture) forget() {
-	k.mu.Lock()
-	clear(k.master)
-	k.master = nil
-	k.mu.Unlock()
-}
-
 // sealer derives the server's SRTP sending keys; the master secret is forgotten either way.
 func (k *keyCapture) sealer() (*rtpSealer, error) {
-	defer k.forget()
-	e := k.exporter()
+	defer k.Forget()
+	e := k.Exporter()
 	if e == nil {
 		return nil, errNoKeys
 	}
@@ -272,7 +238,7 @@ func (e *Engine) subscriberAPI(k *keyCapture, offer string) (*webrtc.API, error)
 // before its SRTP starts).
 func (s *Subscriber) decidePath() {
 	if s.path.Load() != pathUndecided { // the pair was one the direct path cannot use (pairChanged)
-		s.keys.forget()
+		s.keys.Forget()
 		return
 	}
 	seal, err := s.keys.sealer()

@@ -432,7 +432,7 @@ func (s *Subscriber) Close() {
 	s.room.removeSubscriber(s)
 	_ = s.pc.Close()
 	s.remote.Store(nil) // the direct path sends no more
-	s.keys.forget()
+	s.keys.Forget()
 }
 
 // OfferKinds returns the kinds of media ("audio", "video") a session description has sections for, each

@@ -40,12 +40,10 @@ type tap struct {
 	readMu sync.Mutex
 	closed bool
 
-	mu           sync.Mutex // the handshake's parts (written by pion's DTLS and the reader), and nacks
-	hello        dtlssrtp.Hello
-	helloOK      bool
-	clientRandom []byte
-	master       []byte
-	nacks        []pendingNack
+	dtlssrtp.Capture // the handshake's parts: the key log (pion's DTLS writes it) and the ServerHello
+
+	mu    sync.Mutex // nacks
+	nacks []pendingNack
 
 	// The reader's:
 	ctx        *srtp.Context
@@ -88,16 +86,6 @@ func newTap(conn net.PacketConn, s *mediaSub, win *window, run [4]byte) *tap {
 	return t
 }
 
-// Write takes pion's DTLS key log (the tap is the SettingEngine's key log writer).
-func (t *tap) Write(p []byte) (int, error) {
-	dtlssrtp.ParseKeyLog(p, func(cr, ms []byte) {
-		t.mu.Lock()
-		t.clientRandom, t.master = cr, ms
-		t.mu.Unlock()
-	})
-	return len(p), nil
-}
-
 // setAnswer learns the payload types of the answer's video and audio, before any packet can come.
 func (t *tap) setAnswer(answer string) {
 	pts := map[uint8]bool{}
@@ -137,11 +125,7 @@ func (t *tap) ReadFrom(p []byte) (int, net.Addr, error) {
 			// A DTLS handshake record of epoch 0: the server's first flight? The first ServerHello counts
 			// (a datagram from elsewhere cannot replace it).
 			if h, ok := dtlssrtp.ServerHello(b); ok {
-				t.mu.Lock()
-				if !t.helloOK {
-					t.hello, t.helloOK = h, true
-				}
-				t.mu.Unlock()
+				t.SetHello(h)
 			}
 		}
 		t.readMu.Unlock()
@@ -200,13 +184,11 @@ func (t *tap) sendReport() {
 // keys makes the decrypting context once the handshake's parts are in (before the first SRTP packet:
 // the server sends none before it has the client's Finished).
 func (t *tap) keys() bool {
-	t.mu.Lock()
-	e := &dtlssrtp.Exporter{Master: t.master, ClientRandom: t.clientRandom, Hello: t.hello}
-	ok := t.helloOK && t.master != nil
-	t.mu.Unlock()
-	if !ok {
+	e := t.Exporter()
+	if e == nil {
 		return false
 	}
+	defer t.Forget()
 	cfg, err := e.Keys(true)
 	if err != nil {
 		t.noKeys = true

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash"
 	"strings"
+	"sync"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/prf"
@@ -140,4 +141,66 @@ func (e *Exporter) Keys(isClient bool) (srtp.Config, error) {
 	cfg := srtp.Config{Profile: e.Hello.Profile}
 	err := cfg.ExtractSessionKeysFromDTLS(e, isClient)
 	return cfg, err
+}
+
+// Capture collects one session's parts as pion hands them over — the key log (Write, for
+// SettingEngine.SetDTLSKeyLogWriter) and the ServerHello (SetHello) — for the exporter. It is safe for
+// use by several goroutines.
+type Capture struct {
+	mu           sync.Mutex
+	hello        Hello
+	helloOK      bool
+	clientRandom []byte
+	master       []byte
+}
+
+// Write takes pion's DTLS key log: lines "CLIENT_RANDOM <client random> <master secret>" in hex.
+func (c *Capture) Write(p []byte) (int, error) {
+	ParseKeyLog(p, func(cr, ms []byte) {
+		c.mu.Lock()
+		c.clientRandom, c.master = cr, ms
+		c.mu.Unlock()
+	})
+	return len(p), nil
+}
+
+// SetHello records the session's ServerHello; the first one counts (one handshake per connection).
+func (c *Capture) SetHello(h Hello) {
+	c.mu.Lock()
+	if !c.helloOK {
+		c.hello, c.helloOK = h, true
+	}
+	c.mu.Unlock()
+}
+
+// HasHello reports whether the ServerHello is in.
+func (c *Capture) HasHello() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.helloOK
+}
+
+// Exporter is the session's exporter, or nil before the ServerHello and the master secret are in.
+func (c *Capture) Exporter() *Exporter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.helloOK || c.master == nil {
+		return nil
+	}
+	return &Exporter{Master: c.master, ClientRandom: c.clientRandom, Hello: c.hello}
+}
+
+// Forget wipes the master secret (pion's DTLS state keeps its own copy for the connection's life).
+func (c *Capture) Forget() {
+	c.mu.Lock()
+	clear(c.master)
+	c.master = nil
+	c.mu.Unlock()
+}
+
+// HasSecret reports whether the master secret is held (not yet forgotten).
+func (c *Capture) HasSecret() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.master != nil
 }

@@ -115,3 +115,23 @@ func FuzzServerHello(f *testing.F) {
 		}
 	})
 }
+
+// A Capture makes no exporter before both the ServerHello and the key log are in; the first ServerHello
+// counts; Forget wipes the secret.
+func TestCapture(t *testing.T) {
+	var c Capture
+	line := "CLIENT_RANDOM " + strings.Repeat("ab", 32) + " " + strings.Repeat("cd", 48) + "\n"
+	if n, err := c.Write([]byte(line)); n != len(line) || err != nil || c.Exporter() != nil || !c.HasSecret() || c.HasHello() {
+		t.Fatalf("after the key log alone: %d, %v, exporter %v", n, err, c.Exporter())
+	}
+	c.SetHello(Hello{Random: [RandomLength]byte{1}, Profile: srtp.ProtectionProfileAeadAes128Gcm})
+	c.SetHello(Hello{Random: [RandomLength]byte{2}})
+	e := c.Exporter()
+	if e == nil || e.Hello.Random[0] != 1 || e.ClientRandom[0] != 0xab {
+		t.Fatalf("exporter %+v", e)
+	}
+	c.Forget()
+	if c.HasSecret() || c.Exporter() != nil || e.Master[0] != 0 {
+		t.Fatalf("after Forget: secret %v, exporter %v, the exporter's copy %x", c.HasSecret(), c.Exporter(), e.Master)
+	}
+}
