@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -236,5 +237,28 @@ func TestRetransmitIsThePacketSent(t *testing.T) {
 	d.retransmit(seq)
 	if got := read(); got != nil {
 		t.Fatalf("a retransmission of the packet that replaced the one sent: %x", got)
+	}
+}
+
+// A late packet whose number falls before the subscriber's first wrap is not forwarded, on any path
+// (pion's SRTP context would take it as far ahead and number every later packet wrongly); a late packet
+// that does not cross the wrap goes, and so do late packets from before a wrap the numbering has passed.
+func TestLateBeforeFirstWrapIsNotForwarded(t *testing.T) {
+	for _, c := range []struct{ in, want []uint16 }{
+		{[]uint16{10, 65530, 11, 5, 65535}, []uint16{10, 11, 5}},
+		{[]uint16{65500, 65535, 0, 1, 65534, 2}, []uint16{65500, 65535, 0, 1, 65534, 2}},
+	} {
+		d := newDownTrack(&Subscriber{}, &localTrack{}, 8)
+		u := &upTrack{}
+		d.src.Store(u)
+		var sent []uint16
+		hook := writeFunc(func(p *rtp.Packet, _ *sendBatch) error { sent = append(sent, p.SequenceNumber); return nil })
+		d.hook.Store(&hook)
+		for _, seq := range c.in {
+			d.push(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq}}, u, nil)
+		}
+		if !slices.Equal(sent, c.want) {
+			t.Errorf("%v forwarded as %v, want %v", c.in, sent, c.want)
+		}
 	}
 }

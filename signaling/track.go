@@ -293,6 +293,7 @@ type downTrack struct {
 	sent      bool
 	waitKey   bool
 	rebase    bool // the next packet forwarded sets the offsets (a new source)
+	wrapped   bool // the subscriber's numbering has passed 65535 since its first packet
 	rtxTokens int  // retransmissions allowed: a quarter of one per packet forwarded, up to rtxBurst
 	last      *upTrack
 	slow      int        // writes in a row that took over slowWrite
@@ -493,6 +494,13 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack, batch *sendBatch) {
 		if int16(seq-d.lastSeq) < -histSize/2 {
 			return // too late to tell from a number the history has forgotten
 		}
+		if int16(seq-d.lastSeq) < 0 && seq > d.lastSeq && !d.wrapped {
+			// Late, and from before the numbering's first wrap (the first packet was just above 0, this one
+			// is just below 65536): the receiver's SRTP would take it as 65536 packets earlier, pion's
+			// sending context as far ahead — moving its rollover counter on for every later packet, which the
+			// receiver could then not decrypt (the direct path's sealer refuses it; pion's does not).
+			return
+		}
 	}
 	at := from.sendAt.Load()
 	if d.isolated.Load() {
@@ -509,6 +517,9 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack, batch *sendBatch) {
 	// Only forward: a packet the publisher resent late (NACK) must not pull the numbering back, or the next
 	// switch would reuse sequence numbers the subscriber has.
 	if !d.sent || int16(seq-d.lastSeq) > 0 {
+		if d.sent && seq < d.lastSeq {
+			d.wrapped = true
+		}
 		d.lastSeq = seq
 	}
 	if !d.sent || int32(ts-d.lastTS) > 0 {
