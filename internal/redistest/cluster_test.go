@@ -56,3 +56,18 @@ func TestClusterPassword(t *testing.T) {
 		t.Fatal("PING without the password succeeded")
 	}
 }
+
+// A first start whose port was taken between freePort and the bind moves to another port; the test then
+// reaches the server where URL says.
+func TestStartMovesOffATakenPort(t *testing.T) {
+	a := Start(t)
+	b := newServer(t, nil)
+	b.port = a.port // as if another process had taken it since freePort
+	b.start()
+	if b.port == a.port {
+		t.Fatalf("both on port %d", a.port)
+	}
+	if err := ping(b.Addr(), ""); err != nil {
+		t.Fatalf("the moved server: %v", err)
+	}
+}

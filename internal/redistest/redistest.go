@@ -52,9 +52,10 @@ type Server struct {
 	dir     string
 	cfg     config
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited; nil when no process was started
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when cmd has exited; nil when no process was started
+	started bool          // it has answered once: its port is the test's now
 }
 
 // Start starts a redis-server for t and stops it when t ends.
@@ -130,9 +131,36 @@ func (s *Server) args() []string {
 	return args
 }
 
+// start starts the process and waits until it answers PING. A first start whose port another process took
+// between freePort and the server's bind (tests of other packages run at the same time) tries other ports;
+// a restart keeps its port, which the test knows.
 func (s *Server) start() {
 	s.t.Helper()
+	for try := 1; ; try++ {
+		log, ok := s.startOnce()
+		if ok {
+			s.started = true
+			return
+		}
+		if s.started || try == 5 || !strings.Contains(log, portTaken) {
+			s.t.Fatalf("redistest: redis-server exited at start: %s", log)
+		}
+		s.port = freePort(s.t)
+		if s.busPort != 0 {
+			s.busPort = freePort(s.t)
+		}
+	}
+}
+
+// portTaken is what redis-server logs when its port (or cluster bus port) is another process's.
+const portTaken = "Address already in use"
+
+// startOnce starts the process and waits until it answers PING (ok) or exits (its log). The answer must
+// be this process's: another server on the port would answer too.
+func (s *Server) startOnce() (log string, ok bool) {
+	s.t.Helper()
 	logPath := filepath.Join(s.dir, "redis.log")
+	_ = os.Remove(logPath) // this attempt's lines only
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		s.t.Fatalf("redistest: %v", err)
@@ -157,11 +185,20 @@ func (s *Server) start() {
 	for {
 		err := ping(s.Addr(), s.cfg.password)
 		if err == nil {
-			return
+			if pid, perr := s.pid(); perr == nil && pid != cmd.Process.Pid {
+				s.stop()
+				return fmt.Sprintf("port %d answered by process %d, not %d: %s", s.port, pid, cmd.Process.Pid, portTaken), false
+			}
+			return "", true
 		}
 		select {
 		case <-done:
-			s.t.Fatalf("redistest: redis-server exited at start: %s", readLog(logPath))
+			s.mu.Lock()
+			if s.done == done {
+				s.cmd, s.done = nil, nil
+			}
+			s.mu.Unlock()
+			return readLog(logPath), false
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -170,6 +207,20 @@ func (s *Server) start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// pid is the process id of the server answering on the port (INFO server).
+func (s *Server) pid() (int, error) {
+	info, err := s.do("INFO", "server")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("redistest: no process_id in INFO server")
 }
 
 // stop kills the running process, if any, and waits for it.
