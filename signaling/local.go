@@ -82,8 +82,8 @@ func (t *localTrack) Unbind(ctx webrtc.TrackLocalContext) error {
 
 // send sends p with its SSRC and payload type set to the binding's and, as its one header extension, the
 // send time (p is the caller's to change; it has no extensions of its own): the direct path writes the
-// extension as it marshals, into batch when there is one; pion's path sets it on p. Before the track is bound, or after, or before the subscriber's DTLS
-// connects, the packet goes nowhere, as with pion's.
+// extension as it marshals, into batch when there is one; pion's path sets it on p. Before the track is
+// bound, or after, or before the subscriber's DTLS connects, the packet goes nowhere, as with pion's.
 func (t *localTrack) send(p *rtp.Packet, batch *sendBatch) error {
 	if b := t.bound.Load(); b != t.cur {
 		if t.cur = b; b != nil {

@@ -256,9 +256,8 @@ const histSize = 1024
 
 // sentPacket maps one sequence number a subscriber saw back to the packet in its upTrack's cache.
 type sentPacket struct {
-	pkt    *rtp.Packet // the packet sent: a retransmission is of this one, never of another in its slot
+	pkt    *rtp.Packet // the packet sent (its number is the upTrack's): a retransmission is of this one
 	from   *upTrack
-	seq    uint16 // the upTrack's sequence number
 	outSeq uint16 // the subscriber's
 	tsOff  uint32 // the timestamp offset it was sent with
 	at     int64  // when it was sent (its abs-send-time): a retransmission is the same packet, byte for byte
@@ -510,7 +509,7 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack, batch *sendBatch) {
 	if err != nil {
 		return
 	}
-	d.hist[seq%histSize] = sentPacket{pkt: p, from: from, seq: p.SequenceNumber, outSeq: seq, tsOff: d.tsOff, at: at}
+	d.hist[seq%histSize] = sentPacket{pkt: p, from: from, outSeq: seq, tsOff: d.tsOff, at: at}
 	if d.rtxTokens < rtxBurst {
 		d.rtxTokens++
 	}
@@ -583,8 +582,8 @@ func (d *downTrack) retransmit(seq uint16) bool {
 	// The cache's packet of that number, if it is still the one sent: a packet the publisher sent again
 	// under the number with other bytes (or one of a later wrap) replaces it in the cache, and sealing
 	// that under the subscriber's number would encrypt one number two ways.
-	p := h.from.cached(h.seq)
-	if p == nil || p != h.pkt {
+	p := h.pkt
+	if h.from.cached(p.SequenceNumber) != p {
 		return true
 	}
 	// The same send time as the first time: the same bytes (SRTP must not encrypt one sequence number two

@@ -68,6 +68,7 @@ type pendingNack struct {
 // NACK timing, as pion's generator: a missing packet is asked for at once, then again every nackEvery
 // until it comes or nackTries asks were made; at most maxPending gaps are remembered.
 const (
+	maxStreams = 8 // SSRCs followed (WHEP sends two; a receiver report carries at most 31)
 	nackEvery  = 100 * time.Millisecond
 	nackTries  = 5
 	maxPending = 256
@@ -206,10 +207,13 @@ func (t *tap) keys() bool {
 // noteSeq records a sequence number of a stream; a gap is NACKed at once (when NACKs are on).
 func (t *tap) noteSeq(ssrc uint32, seq uint16) {
 	high, seen := t.highest[ssrc]
-	t.highest[ssrc] = seq
 	if !seen {
+		if len(t.highest) < maxStreams {
+			t.highest[ssrc] = seq
+		}
 		return
 	}
+	t.highest[ssrc] = seq
 	d := int16(seq - high)
 	if d <= 0 {
 		t.highest[ssrc] = high

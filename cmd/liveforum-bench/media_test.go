@@ -283,4 +283,10 @@ func TestTapNacks(t *testing.T) {
 	if tp.highest[9] != 2 {
 		t.Errorf("highest %d after a retransmission, want 2", tp.highest[9])
 	}
+	for ssrc := range uint32(3 * maxStreams) { // a sender of many streams is followed on a few
+		tp.noteSeq(100+ssrc, 1)
+	}
+	if len(tp.highest) != maxStreams {
+		t.Errorf("%d streams followed, want at most %d", len(tp.highest), maxStreams)
+	}
 }
