@@ -2,28 +2,37 @@ package signaling
 
 import (
 	"net"
-
-	"golang.org/x/net/ipv4"
 )
 
 // sendBatch gathers the packets one fan-out goroutine sends directly (direct.go) to a chunk of
-// subscribers, and sends them with one system call (sendmmsg on Linux): on a virtual machine a system
-// call's entry and exit cost nearly as much as what it does for one packet (measured in
+// subscribers, and sends them with one system call (sendmmsg on Linux, batch_linux.go): on a virtual
+// machine a system call's entry and exit cost nearly as much as what it does for one packet (measured in
 // docs/benchmarks.md). A batch belongs to one goroutine; its buffers are reused from packet to packet.
 type sendBatch struct {
-	conn  *ipv4.PacketConn
-	msgs  []ipv4.Message
+	conn  *net.UDPConn
 	slots []batchSlot
 	n     int
+	sys   batchSys // what the system's send needs beside the slots (batch_linux.go, batch_other.go)
 }
 
-// batchSlot is one message's storage: its packet buffer and the one-element buffer list that points to it.
+// batchSlot is one message: its packet buffer and where it goes.
 type batchSlot struct {
-	buf  []byte
-	bufs [1][]byte
+	buf []byte
+	pkt []byte // buf as filled, or nil: none queued
+	to  *peerAddr
 }
 
-func newSendBatch(conn *ipv4.PacketConn) *sendBatch { return &sendBatch{conn: conn} }
+// batchMax is how many messages a batch holds before pushAll sends it: few enough that the kernel copies
+// the packets while they are still in the cache (a chunk of 128 was 190 KB of buffers per packet), many
+// enough that the system calls are few. The media bench measured 32 a few per cent cheaper than 128
+// (docs/benchmarks.md).
+var batchMax = 32
+
+func newSendBatch(conn *net.UDPConn) *sendBatch {
+	b := &sendBatch{conn: conn}
+	b.sys.init(conn)
+	return b
+}
 
 // buffer returns the next message's buffer, with room for size bytes.
 func (b *sendBatch) buffer(size int) []byte {
@@ -38,29 +47,29 @@ func (b *sendBatch) buffer(size int) []byte {
 }
 
 // add queues pkt (the slice buffer returned, as filled) for to.
-func (b *sendBatch) add(pkt []byte, to *net.UDPAddr) {
+func (b *sendBatch) add(pkt []byte, to *peerAddr) {
 	s := &b.slots[b.n]
-	s.bufs[0] = pkt
-	if b.n == len(b.msgs) {
-		b.msgs = append(b.msgs, ipv4.Message{})
-	}
-	b.msgs[b.n] = ipv4.Message{Buffers: s.bufs[:], Addr: to}
+	s.pkt, s.to = pkt, to
 	b.n++
 }
 
 // flush sends what is queued. A message the kernel refuses (an unreachable address) is skipped: the
 // others still go.
 func (b *sendBatch) flush() {
-	ms := b.msgs[:b.n]
-	for len(ms) > 0 {
-		n, err := b.conn.WriteBatch(ms, 0)
-		if err != nil && n <= 0 { // the first refused (x/net passes the system call's -1 on)
-			n = 1
-		}
-		ms = ms[n:]
+	if b.n == 0 {
+		return
 	}
+	b.send(b.slots[:b.n])
 	for i := range b.n {
-		b.msgs[i] = ipv4.Message{} // keep no address of a subscriber that leaves
+		b.slots[i].pkt, b.slots[i].to = nil, nil // keep no address of a subscriber that leaves
 	}
 	b.n = 0
+}
+
+// sendEach sends the messages one system call each: where the system has no batch send, or the socket
+// gives no access to its descriptor.
+func (b *sendBatch) sendEach(ms []batchSlot) {
+	for _, m := range ms {
+		_, _ = b.conn.WriteToUDPAddrPort(m.pkt, m.to.ap)
+	}
 }

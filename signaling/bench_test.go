@@ -8,7 +8,6 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
-	"golang.org/x/net/ipv4"
 )
 
 // directDownTrack is a downTrack of a subscriber on the direct path, sending from conn to ap with seal,
@@ -69,7 +68,7 @@ func BenchmarkForwardDirect(b *testing.B) {
 			for _, d := range downs {
 				d.src.Store(u)
 			}
-			batch := newSendBatch(ipv4.NewPacketConn(conn))
+			batch := newSendBatch(conn)
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 100, SSRC: 7, Timestamp: 1},
 				Payload: make([]byte, 1200)}
 			b.SetBytes(int64(pkt.MarshalSize()))

@@ -102,17 +102,12 @@ type direct struct {
 // further object read per packet per subscriber is a trip to memory).
 type peerAddr struct {
 	ap netip.AddrPort
-	ua net.UDPAddr
-	ip [16]byte // ua.IP
+	sa sockaddr // for the batch's system call (batch_linux.go)
 }
 
 func newPeerAddr(ap netip.AddrPort) *peerAddr {
 	a := &peerAddr{ap: ap}
-	a.ip = ap.Addr().As16()
-	a.ua = net.UDPAddr{IP: a.ip[:], Port: int(ap.Port()), Zone: ap.Addr().Zone()}
-	if ap.Addr().Is4() {
-		a.ua.IP = a.ip[12:]
-	}
+	a.sa.set(ap)
 	return a
 }
 
@@ -154,7 +149,7 @@ func (s *Subscriber) writeDirect(p *rtp.Packet, absID uint8, abs uint32, buf []b
 		return buf, err
 	}
 	if batch != nil {
-		batch.add(out, &to.ua)
+		batch.add(out, to)
 		return buf, nil
 	}
 	_, err = w.conn.WriteToUDPAddrPort(out, to.ap)

@@ -29,7 +29,6 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
-	"golang.org/x/net/ipv4"
 )
 
 // Errors of the media layer (wrapped; test with errors.Is).
@@ -117,11 +116,10 @@ type Engine struct {
 	pubAPI *webrtc.API          // for publishers' peer connections (newAPI)
 	subSE  webrtc.SettingEngine // for subscribers' peer connections, each with its own API (subscriberAPI)
 
-	udp       *net.UDPConn
-	batchConn *ipv4.PacketConn // udp, for sending batches (batch.go)
-	udpMx     ice.UDPMux
-	tcp       net.Listener
-	tcpMx     ice.TCPMux
+	udp   *net.UDPConn
+	udpMx ice.UDPMux
+	tcp   net.Listener
+	tcpMx ice.TCPMux
 
 	mu     sync.Mutex
 	rooms  map[string]*Room
@@ -144,7 +142,6 @@ func New(cfg Config) (*Engine, error) {
 	// Best effort: the kernel caps the sizes at net.core.rmem_max / wmem_max (see docs/operations.md).
 	_ = e.udp.SetReadBuffer(socketBuffer)
 	_ = e.udp.SetWriteBuffer(socketBuffer)
-	e.batchConn = ipv4.NewPacketConn(e.udp)
 	e.udpMx = webrtc.NewICEUDPMux(nil, e.udp)
 
 	se := webrtc.SettingEngine{}

@@ -77,7 +77,7 @@ func (u *upTrack) isEnded() bool {
 }
 
 func newUpTrack(p *Publisher, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *upTrack {
-	u := &upTrack{pub: p, remote: remote, recv: recv, ended: make(chan struct{}), batch: newSendBatch(p.room.e.batchConn)}
+	u := &upTrack{pub: p, remote: remote, recv: recv, ended: make(chan struct{}), batch: newSendBatch(p.room.e.udp)}
 	u.downs.Store(&[]*downTrack{})
 	return u
 }
@@ -140,7 +140,7 @@ func (u *upTrack) fanOut(p *rtp.Packet) {
 }
 
 func (u *upTrack) work(jobs <-chan fanJob) {
-	batch := newSendBatch(u.pub.room.e.batchConn)
+	batch := newSendBatch(u.pub.room.e.udp)
 	for j := range jobs {
 		pushAll(j.pkt, u, j.downs, batch)
 		u.fanWG.Done()
@@ -154,6 +154,9 @@ func pushAll(p *rtp.Packet, u *upTrack, downs []*downTrack, batch *sendBatch) {
 	start := time.Now()
 	for _, d := range downs {
 		d.push(p, u, batch)
+		if batch.n >= batchMax {
+			batch.flush()
+		}
 	}
 	batch.flush()
 	if time.Since(start) > slowWrite {

@@ -1,0 +1,107 @@
+package signaling
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// On Linux a batch is one sendmmsg, made with the message headers and the addresses (sockaddr) already
+// in the kernel's form, and made as a raw system call: one that the Go scheduler is not told of.
+//
+// Told of a system call, the scheduler takes the goroutine's P away when the call lasts more than 20 µs,
+// and gives it to another thread to run other goroutines meanwhile; with one P (GOMAXPROCS=1, a server
+// given one core) that is a thread woken and put to sleep again, and a wake of the scheduler's monitor,
+// for every batch, since a batch of a hundred messages lasts hundreds of µs. The media bench measured
+// that at about a tenth of the server's CPU (docs/benchmarks.md). The call cannot block: Go's sockets
+// are non-blocking, and a full socket buffer returns EAGAIN, on which the batch waits for the socket to
+// be writable as any write does. It holds its P for as long as the kernel takes to send the batch
+// (fanChunk messages at most), which is also CPU work the P's other goroutines would wait for.
+
+type batchSys struct {
+	rc   syscall.RawConn // nil: sendEach
+	hdrs []unix.Mmsghdr
+	iovs []unix.Iovec
+}
+
+func (s *batchSys) init(conn *net.UDPConn) {
+	if rc, err := conn.SyscallConn(); err == nil {
+		s.rc = rc
+	}
+}
+
+func (b *sendBatch) send(ms []batchSlot) {
+	s := &b.sys
+	if s.rc == nil {
+		b.sendEach(ms)
+		return
+	}
+	if len(s.hdrs) < len(ms) {
+		s.hdrs = make([]unix.Mmsghdr, len(ms))
+		s.iovs = make([]unix.Iovec, len(ms))
+	}
+	for i := range ms {
+		m, iov, h := &ms[i], &s.iovs[i], &s.hdrs[i]
+		iov.Base = unsafe.SliceData(m.pkt)
+		iov.SetLen(len(m.pkt))
+		h.Hdr = unix.Msghdr{Name: &m.to.sa.b[0], Namelen: m.to.sa.n, Iov: iov}
+		h.Hdr.SetIovlen(1)
+	}
+	hdrs := s.hdrs[:len(ms)]
+	// An error is the socket closed: what is left goes nowhere, as any write to a closed socket.
+	_ = s.rc.Write(func(fd uintptr) bool {
+		for len(hdrs) > 0 {
+			n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), 0, 0, 0)
+			switch errno {
+			case 0:
+				hdrs = hdrs[n:]
+			case unix.EAGAIN:
+				return false // wait until the socket is writable, then go on
+			case unix.EINTR:
+			default:
+				hdrs = hdrs[1:] // the first message was refused (an address the socket cannot reach): skip it
+			}
+		}
+		return true
+	})
+	clear(s.hdrs[:len(ms)]) // no pointer into a packet or an address outlives the batch
+	clear(s.iovs[:len(ms)])
+}
+
+// sockaddr is a peer's address as the kernel takes it (struct sockaddr_in or sockaddr_in6).
+type sockaddr struct {
+	b [unix.SizeofSockaddrInet6]byte
+	n uint32
+}
+
+func (s *sockaddr) set(ap netip.AddrPort) {
+	*s = sockaddr{}
+	ip := ap.Addr()
+	if ip.Is4() {
+		binary.NativeEndian.PutUint16(s.b[0:], unix.AF_INET)
+		binary.BigEndian.PutUint16(s.b[2:], ap.Port())
+		a := ip.As4()
+		copy(s.b[4:], a[:])
+		s.n = unix.SizeofSockaddrInet4
+		return
+	}
+	binary.NativeEndian.PutUint16(s.b[0:], unix.AF_INET6)
+	binary.BigEndian.PutUint16(s.b[2:], ap.Port())
+	a := ip.As16()
+	copy(s.b[8:], a[:])
+	if z := ip.Zone(); z != "" {
+		var id int
+		if ifi, err := net.InterfaceByName(z); err == nil {
+			id = ifi.Index
+		} else if n, err := strconv.Atoi(z); err == nil && n >= 0 {
+			id = n
+		}
+		binary.NativeEndian.PutUint32(s.b[24:], uint32(id))
+	}
+	s.n = unix.SizeofSockaddrInet6
+}
