@@ -116,6 +116,8 @@ func TestDirectPathSendsDecryptablePacketsAndReports(t *testing.T) {
 	for _, s := range []*Subscriber{v.sub, room.sub} {
 		if got := s.path.Load(); got != pathDirect {
 			t.Errorf("%s's send path %d, want the direct path (%d)", s.identity, got, pathDirect)
+		} else if g := s.direct.seal.gcm; g == nil || len(g.key) != 16 {
+			t.Errorf("%s's SRTP is not AES-128-GCM, which the server prefers (the pion client puts AES-256-GCM first)", s.identity)
 		}
 	}
 	v.mu.Lock()
