@@ -118,7 +118,7 @@ const srtpOverhead = 16
 // other, encrypts it and sends it now, in buf (returned, grown if it had to be), or adds it to batch, in
 // the batch's buffer, when batch is not nil. st is the sending track's stream, h scratch for the
 // encryption.
-func (s *Subscriber) writeDirect(p *rtp.Packet, absID uint8, abs uint32, buf []byte, st **gcmStream, h *rtp.Header,
+func (s *Subscriber) writeDirect(p *rtp.Packet, absID uint8, abs uint32, buf []byte, st *atomic.Pointer[gcmStream], h *rtp.Header,
 	batch *sendBatch) ([]byte, error) {
 	w := &s.direct
 	// Marked used before the address is read: pairChanged stores the address, then reads used, so either

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,7 +207,7 @@ func TestCapturedKeysAreTheSessions(t *testing.T) {
 				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 7, Timestamp: 9, SSRC: 42},
 					Payload: []byte("a frame of the stage")}
 				plain, _ := pkt.Marshal()
-				var st *gcmStream
+				var st atomic.Pointer[gcmStream]
 				enc, err := seal.seal(append(slices.Clip(slices.Clone(plain)), make([]byte, srtpOverhead)...)[:len(plain)],
 					pkt.Header.MarshalSize(), &st, &rtp.Header{})
 				if err != nil {

@@ -25,9 +25,9 @@ type localTrack struct {
 	// The writer's (writes are serialised by the downTrack, which also holds its lock for senderReport):
 	cur    *binding // the binding last written through, and its copy
 	curB   binding
-	sendAt int64      // when the packet to write was sent, unix nanoseconds: its abs-send-time (set before each write)
-	stream *gcmStream // the direct path's SRTP stream (its rollover counter)
-	buf    []byte     // the direct path's packet buffer when it sends at once
+	sendAt int64                     // when the packet to write was sent, unix nanoseconds: its abs-send-time (set before each write)
+	stream atomic.Pointer[gcmStream] // the direct path's SRTP stream (its rollover counter); atomic for pushAll's prefetch
+	buf    []byte                    // the direct path's packet buffer when it sends at once
 	// What sender reports say of directly sent packets (pion's report interceptor sees only its own).
 	packets, octets uint32
 	lastSeq         uint16

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
@@ -176,12 +177,12 @@ var errRTPHeader = errors.New("signaling: not an RTP packet")
 // needs srtpOverhead bytes of spare capacity), and returns the packet to send. *cached is the caller's
 // stream from its last packet (looked at first: the sealer's own lines are then not read), replaced when
 // the SSRC differs; h is scratch for a pion context.
-func (r *rtpSealer) seal(b []byte, hl int, cached **gcmStream, h *rtp.Header) ([]byte, error) {
+func (r *rtpSealer) seal(b []byte, hl int, cached *atomic.Pointer[gcmStream], h *rtp.Header) ([]byte, error) {
 	if len(b) < 12 || hl < 12 || hl > len(b) {
 		return nil, errRTPHeader
 	}
 	ssrc := binary.BigEndian.Uint32(b[8:12])
-	if s := *cached; s != nil && s.ssrc == ssrc {
+	if s := cached.Load(); s != nil && s.ssrc == ssrc {
 		return s.seal(b, hl)
 	}
 	if r.gcm == nil {
@@ -193,6 +194,6 @@ func (r *rtpSealer) seal(b []byte, hl int, cached **gcmStream, h *rtp.Header) ([
 	if err != nil {
 		return nil, err
 	}
-	*cached = s
+	cached.Store(s)
 	return s.seal(b, hl)
 }

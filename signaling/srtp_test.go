@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,7 +51,7 @@ func TestSealMatchesPion(t *testing.T) {
 			}
 			// Sequence numbers of one SSRC: up to and across the wrap, a retransmission from before it, on.
 			seqs := []uint16{65530, 65531, 65533, 65532, 65534, 65535, 0, 1, 65529, 2, 3, 65535, 4, 40000, 40001, 7000, 7001}
-			var cached *gcmStream
+			var cached atomic.Pointer[gcmStream]
 			var h rtp.Header
 			for i, seq := range seqs {
 				for _, ssrc := range []uint32{42, 77} {
@@ -106,7 +107,7 @@ func TestSealRefusesBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st *gcmStream
+	var st atomic.Pointer[gcmStream]
 	for _, c := range []struct {
 		b  []byte
 		hl int
@@ -168,7 +169,7 @@ func TestSealLateBeforeFirstWrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st *gcmStream
+	var st atomic.Pointer[gcmStream]
 	for _, c := range []struct {
 		seq  uint16
 		sent bool

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -152,7 +153,16 @@ func (u *upTrack) work(jobs <-chan fanJob) {
 // writes, to find the one that stalls.
 func pushAll(p *rtp.Packet, u *upTrack, downs []*downTrack, batch *sendBatch) {
 	start := time.Now()
-	for _, d := range downs {
+	for i, d := range downs {
+		if i+3 < len(downs) {
+			downs[i+3].prefetchSelf()
+		}
+		if i+2 < len(downs) {
+			downs[i+2].prefetchLinked(p)
+		}
+		if i+1 < len(downs) {
+			downs[i+1].prefetchFar()
+		}
 		d.push(p, u, batch)
 		if batch.n >= batchMax {
 			batch.flush()
@@ -163,6 +173,39 @@ func pushAll(p *rtp.Packet, u *upTrack, downs []*downTrack, batch *sendBatch) {
 		for _, d := range downs {
 			d.timed.Store(true)
 		}
+	}
+}
+
+// The fan-out prefetches: each downTrack's state has left the cache since the previous packet, and what a
+// write reads is a chain of pointers (downTrack, then its subscriber and local track, then their stream
+// and address), each a trip to memory when waited for. pushAll asks for each link a few subscribers
+// ahead, once the pointer to it is in the cache: the trips overlap the work of the writes before.
+
+// prefetchSelf asks for the downTrack's per-packet fields (the first three lines).
+func (d *downTrack) prefetchSelf() {
+	p := unsafe.Pointer(d)
+	prefetch(p)
+	prefetch(unsafe.Add(p, 64))
+	prefetch(unsafe.Add(p, 128))
+}
+
+// prefetchLinked asks for the per-packet fields of the downTrack's subscriber and local track, and for
+// the history entry pkt will take.
+func (d *downTrack) prefetchLinked(pkt *rtp.Packet) {
+	prefetch(unsafe.Pointer(&d.hist[(pkt.SequenceNumber+uint16(d.histOff.Load()))%histSize]))
+	prefetch(unsafe.Pointer(d.sub))
+	p := unsafe.Pointer(d.local)
+	prefetch(p)
+	prefetch(unsafe.Add(p, 64))
+}
+
+// prefetchFar asks for the local track's SRTP stream and the subscriber's address.
+func (d *downTrack) prefetchFar() {
+	if s := d.local.stream.Load(); s != nil {
+		prefetch(unsafe.Pointer(s))
+	}
+	if a := d.sub.remote.Load(); a != nil {
+		prefetch(unsafe.Pointer(a))
 	}
 }
 
@@ -283,6 +326,7 @@ type downTrack struct {
 	closed   atomic.Bool
 	isolated atomic.Bool               // writes go through q and the writer goroutine
 	timed    atomic.Bool               // writes are timed (its chunk was slow, see pushAll)
+	histOff  atomic.Uint32             // seqOff, for pushAll's prefetch of the history entry (read unlocked)
 	hook     atomic.Pointer[writeFunc] // nil: local.send; tests slow the writes down
 
 	// Guarded by mu (packets from two layers during a switch, retransmissions from the RTCP reader):
@@ -478,6 +522,7 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack, batch *sendBatch) {
 		d.rebase = false
 		if d.sent {
 			d.seqOff = d.lastSeq + 1 - p.SequenceNumber
+			d.histOff.Store(uint32(d.seqOff))
 			step := uint32(960) // 20 ms of 48 kHz audio
 			if from.kind() == webrtc.RTPCodecTypeVideo {
 				step = 3000 // a frame of 90 kHz video at 30/s
