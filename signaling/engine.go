@@ -175,9 +175,9 @@ func New(cfg Config) (*Engine, error) {
 
 	e.subSE = se
 	// The server is the DTLS server of subscribers' connections, so its order chooses their SRTP profile:
-	// AES-128-GCM first (RFC 7714; pion and browsers put AES-256-GCM first). Every packet to every
-	// viewer is encrypted, and with 10 rounds rather than 14 that costs a quarter less; 128-bit keys
-	// are what TLS and WebRTC use by default.
+	// AES-128-GCM first (RFC 7714; pion, and libwebrtc among the GCM profiles, put AES-256-GCM first).
+	// Every packet to every viewer is encrypted, and with 10 rounds rather than 14 that costs less;
+	// 128-bit keys are those of WebRTC's mandatory profile and of TLS's usual suites.
 	e.subSE.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
 	if e.pubAPI, err = newAPI(se, true); err != nil {
 		_ = e.closeSockets()

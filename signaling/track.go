@@ -181,12 +181,14 @@ func pushAll(p *rtp.Packet, u *upTrack, downs []*downTrack, batch *sendBatch) {
 // and address), each a trip to memory when waited for. pushAll asks for each link a few subscribers
 // ahead, once the pointer to it is in the cache: the trips overlap the work of the writes before.
 
-// prefetchSelf asks for the downTrack's per-packet fields (the first three lines).
+// prefetchSelf asks for the downTrack's per-packet fields (up to the end of out: four lines; a downTrack,
+// with its history, is a large object, which starts on a page).
 func (d *downTrack) prefetchSelf() {
 	p := unsafe.Pointer(d)
 	prefetch(p)
 	prefetch(unsafe.Add(p, 64))
 	prefetch(unsafe.Add(p, 128))
+	prefetch(unsafe.Add(p, 192))
 }
 
 // prefetchLinked asks for the per-packet fields of the downTrack's subscriber and local track, and for
@@ -194,9 +196,10 @@ func (d *downTrack) prefetchSelf() {
 func (d *downTrack) prefetchLinked(pkt *rtp.Packet) {
 	prefetch(unsafe.Pointer(&d.hist[(pkt.SequenceNumber+uint16(d.histOff.Load()))%histSize]))
 	prefetch(unsafe.Pointer(d.sub))
-	p := unsafe.Pointer(d.local)
+	p := unsafe.Pointer(d.local) // its first 128 bytes, on up to three lines (its size class is not 64-aligned)
 	prefetch(p)
 	prefetch(unsafe.Add(p, 64))
+	prefetch(unsafe.Add(p, 127))
 }
 
 // prefetchFar asks for the local track's SRTP stream and the subscriber's address.
@@ -319,7 +322,7 @@ type sentPacket struct {
 // a trip to memory per packet per subscriber (the media bench's profile showed the fan-out's time in those
 // loads). The packet history, of which a packet touches one entry, is last.
 type downTrack struct {
-	sub      *Subscriber
+	sub      *Subscriber // never nil, nor local: pushAll's prefetch reads through both
 	local    *localTrack
 	src      atomic.Pointer[upTrack] // the upTrack (layer) followed now
 	next     atomic.Pointer[upTrack] // a layer to switch to at its next keyframe
