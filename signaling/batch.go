@@ -5,7 +5,8 @@ import "net"
 // sendBatch gathers the packets one fan-out goroutine sends directly (direct.go) to a chunk of
 // subscribers, and sends them with one system call per batchMax of them (sendmmsg on Linux,
 // batch_linux.go): on a virtual machine a system call's entry and exit cost nearly as much as what it
-// does for one packet (measured in docs/benchmarks.md). A batch belongs to one goroutine; its buffers are reused from packet to packet.
+// does for one packet (measured in docs/benchmarks.md). A batch belongs to one goroutine; its buffers
+// are reused from packet to packet.
 type sendBatch struct {
 	conn  *net.UDPConn
 	slots []batchSlot

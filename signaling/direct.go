@@ -61,15 +61,6 @@ var (
 	errNoPair = errors.New("signaling: no ICE pair to send to")
 )
 
-// ExportKeyingMaterial is the TLS exporter (RFC 5705) of the captured session.
-func (k *keyCapture) ExportKeyingMaterial(label string, context []byte, length int) ([]byte, error) {
-	e := k.Exporter()
-	if e == nil {
-		return nil, errNoKeys
-	}
-	return e.ExportKeyingMaterial(label, context, length)
-}
-
 // sealer derives the server's SRTP sending keys; the master secret is forgotten either way.
 func (k *keyCapture) sealer() (*rtpSealer, error) {
 	defer k.Forget()

@@ -185,7 +185,11 @@ func TestCapturedKeysAreTheSessions(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got, err := k.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, 60); err != nil || !bytes.Equal(got, want) {
+				e := k.Exporter()
+				if e == nil {
+					t.Fatal("no exporter from the captured handshake")
+				}
+				if got, err := e.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, 60); err != nil || !bytes.Equal(got, want) {
 					t.Fatalf("captured exporter %x, %v; the session's %x", got, err, want)
 				}
 				seal, err := k.sealer()

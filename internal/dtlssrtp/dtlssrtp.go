@@ -114,19 +114,33 @@ func (e *Exporter) ExportKeyingMaterial(label string, context []byte, length int
 	if len(e.Master) == 0 || len(e.ClientRandom) != RandomLength || len(context) != 0 {
 		return nil, errNoKeys
 	}
+	h := suiteHash(e.Hello.Suite)
+	if h == nil {
+		return nil, fmt.Errorf("dtlssrtp: cipher suite %#04x not known", uint16(e.Hello.Suite))
+	}
 	seed := make([]byte, 0, len(label)+2*RandomLength)
 	seed = append(append(append(seed, label...), e.ClientRandom...), e.Hello.Random[:]...)
-	return prf.PHash(e.Master, seed, length, suiteHash(e.Hello.Suite))
+	return prf.PHash(e.Master, seed, length, h)
 }
 
-// suiteHash is the PRF hash of a DTLS 1.2 cipher suite: SHA-384 for the two AES-256-GCM suites, SHA-256
-// for every other suite pion has.
+// suiteHash is the PRF hash of a DTLS 1.2 cipher suite that pion has: SHA-384 for the two AES-256-GCM
+// suites, SHA-256 for the others; nil for a suite it does not know (a guess would give wrong keys
+// silently).
 func suiteHash(id dtls.CipherSuiteID) prf.HashFunc {
 	switch id {
 	case dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, dtls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:
 		return func() hash.Hash { return sha512.New384() }
+	case dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
+		dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		dtls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, dtls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+		dtls.TLS_PSK_WITH_AES_128_CCM, dtls.TLS_PSK_WITH_AES_128_CCM_8, dtls.TLS_PSK_WITH_AES_256_CCM_8,
+		dtls.TLS_PSK_WITH_AES_128_GCM_SHA256, dtls.TLS_PSK_WITH_AES_128_CBC_SHA256,
+		dtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
+		dtls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, dtls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		dtls.TLS_PSK_WITH_CHACHA20_POLY1305_SHA256, dtls.TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256:
+		return sha256.New
 	}
-	return sha256.New
+	return nil
 }
 
 // Keys derives the session's SRTP master keys and salts (RFC 5764 §4.2), for the profiles pion has.

@@ -2,6 +2,7 @@ package dtlssrtp
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strings"
 	"testing"
 
@@ -54,7 +55,7 @@ func TestServerHello(t *testing.T) {
 		t.Error("keys made without a profile")
 	}
 	// Truncated within the ServerHello's record, or other records only: none found, no panic.
-	first := recordlayer.FixedHeaderSize + int(d[11])<<8 | int(d[12])
+	first := recordlayer.FixedHeaderSize + int(binary.BigEndian.Uint16(d[11:13]))
 	for n := range first {
 		if _, ok := ServerHello(d[:n]); ok {
 			t.Fatalf("a ServerHello in the first %d bytes of %d", n, len(d))
@@ -89,6 +90,11 @@ func TestExporterKeys(t *testing.T) {
 	if _, err := base.ExportKeyingMaterial("x", []byte{1}, 8); err == nil {
 		t.Error("exported with a context")
 	}
+	unknown := base
+	unknown.Hello.Suite = 0xfefe // not a suite pion has: its PRF hash is not guessed
+	if _, err := unknown.Keys(false); err == nil {
+		t.Error("keys made for a cipher suite whose PRF is not known")
+	}
 }
 
 func TestParseKeyLog(t *testing.T) {
@@ -110,7 +116,9 @@ func FuzzServerHello(f *testing.F) {
 	f.Add(d)
 	f.Add([]byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if h, ok := ServerHello(b); ok && h.Suite == 0 && h.Random == [RandomLength]byte{} && len(b) < 40 {
+		// A record header (13), a handshake header (12) and the ServerHello's fixed part (version 2,
+		// random 32, session id length 1, suite 2, compression 1): nothing shorter holds one.
+		if _, ok := ServerHello(b); ok && len(b) < 13+12+38 {
 			t.Fatalf("a ServerHello in %d bytes", len(b))
 		}
 	})
