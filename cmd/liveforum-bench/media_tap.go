@@ -159,7 +159,7 @@ func (t *tap) rtp(b []byte) {
 		return
 	}
 	t.sub.count(st, pkt, video, now, t.win, t.run)
-	t.noteSeq(t.hdr.SSRC, t.hdr.SequenceNumber)
+	t.noteSeq(t.hdr.SSRC, t.hdr.SequenceNumber, video && t.sub.nack) // NACK is negotiated for video only
 	if now-t.lastRR >= int64(rrEvery) {
 		t.lastRR = now
 		t.sendReport()
@@ -171,7 +171,8 @@ func (t *tap) rtp(b []byte) {
 const rrEvery = time.Second
 
 // sendReport sends a receiver report of every stream seen (the reader's: it owns highest). Loss and
-// jitter are not measured here: they are reported as none.
+// jitter are not measured here: they are reported as none, so the server's bandwidth controller never
+// steps a lean viewer down for loss (the pion client's reports do carry it).
 func (t *tap) sendReport() {
 	rr := &rtcp.ReceiverReport{SSRC: t.nackSender}
 	for ssrc, seq := range t.highest {
@@ -204,8 +205,8 @@ func (t *tap) keys() bool {
 	return true
 }
 
-// noteSeq records a sequence number of a stream; a gap is NACKed at once (when NACKs are on).
-func (t *tap) noteSeq(ssrc uint32, seq uint16) {
+// noteSeq records a sequence number of a stream; a gap is NACKed at once when nack is set.
+func (t *tap) noteSeq(ssrc uint32, seq uint16, nack bool) {
 	high, seen := t.highest[ssrc]
 	if !seen {
 		if len(t.highest) < maxStreams {
@@ -213,16 +214,15 @@ func (t *tap) noteSeq(ssrc uint32, seq uint16) {
 		}
 		return
 	}
-	t.highest[ssrc] = seq
 	d := int16(seq - high)
 	if d <= 0 {
-		t.highest[ssrc] = high
-		if t.sub.nack {
+		if nack {
 			t.arrived(ssrc, seq) // a retransmission, or late
 		}
 		return
 	}
-	if d == 1 || !t.sub.nack {
+	t.highest[ssrc] = seq
+	if d == 1 || !nack {
 		return
 	}
 	var missing []uint16
@@ -249,8 +249,12 @@ func (t *tap) arrived(ssrc uint32, seq uint16) {
 
 // nackRetry asks again for the packets still missing after nackEvery, and gives up after nackTries.
 func (t *tap) nackRetry(now time.Time) {
-	again := map[uint32][]uint16{}
 	t.mu.Lock()
+	if len(t.nacks) == 0 { // the common case, every tick for every viewer: no allocation
+		t.mu.Unlock()
+		return
+	}
+	again := map[uint32][]uint16{}
 	kept := t.nacks[:0]
 	for _, n := range t.nacks {
 		if now.Sub(n.at) >= nackEvery {

@@ -257,7 +257,7 @@ func TestTapNacks(t *testing.T) {
 		return nil
 	}
 	for _, seq := range []uint16{65534, 65535, 2} { // a gap across the wrap: 0 and 1 are missing
-		tp.noteSeq(9, seq)
+		tp.noteSeq(9, seq, true)
 	}
 	if len(sent) != 1 || !slices.Equal(sent[0], []uint16{0, 1}) {
 		t.Fatalf("NACKs after the gap: %v", sent)
@@ -268,7 +268,7 @@ func TestTapNacks(t *testing.T) {
 	if len(sent) != 2 || !slices.Equal(sent[1], []uint16{0, 1}) {
 		t.Fatalf("NACKs after %v: %v", nackEvery, sent)
 	}
-	tp.noteSeq(9, 0) // the retransmission
+	tp.noteSeq(9, 0, true) // the retransmission
 	for i := range nackTries + 2 {
 		tp.nackRetry(now.Add(time.Duration(i+2) * nackEvery))
 	}
@@ -283,8 +283,14 @@ func TestTapNacks(t *testing.T) {
 	if tp.highest[9] != 2 {
 		t.Errorf("highest %d after a retransmission, want 2", tp.highest[9])
 	}
+	before := len(sent)
+	tp.noteSeq(50, 1, false) // a stream without NACK feedback (audio): a gap is noted, not NACKed
+	tp.noteSeq(50, 5, false)
+	if len(sent) != before || tp.highest[50] != 5 {
+		t.Errorf("a gap in a stream without NACKs: %d NACKs sent, highest %d", len(sent)-before, tp.highest[50])
+	}
 	for ssrc := range uint32(3 * maxStreams) { // a sender of many streams is followed on a few
-		tp.noteSeq(100+ssrc, 1)
+		tp.noteSeq(100+ssrc, 1, true)
 	}
 	if len(tp.highest) != maxStreams {
 		t.Errorf("%d streams followed, want at most %d", len(tp.highest), maxStreams)

@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -68,6 +69,35 @@ func TestStartMovesOffATakenPort(t *testing.T) {
 		t.Fatalf("both on port %d", a.port)
 	}
 	if err := ping(b.Addr(), ""); err != nil {
+		t.Fatalf("the moved server: %v", err)
+	}
+}
+
+// A port held by a process that is not a Redis (redis-server logs "Address already in use") is left
+// for another one too.
+func TestStartMovesOffAPortHeldByAnotherProgram(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() { // answers nothing: a connection is closed at once, so a ping fails fast
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	held := l.Addr().(*net.TCPAddr).Port
+	s := newServer(t, nil)
+	s.port = held
+	s.start()
+	if s.port == held {
+		t.Fatalf("started on port %d, which another program holds", held)
+	}
+	if err := ping(s.Addr(), ""); err != nil {
 		t.Fatalf("the moved server: %v", err)
 	}
 }
