@@ -101,7 +101,7 @@ type sockaddr struct {
 
 func (s *sockaddr) set(ap netip.AddrPort) {
 	*s = sockaddr{}
-	ip := ap.Addr()
+	ip := ap.Addr().Unmap() // an IPv4-mapped address goes as IPv4, which an IPv4 socket takes too
 	if ip.Is4() {
 		binary.NativeEndian.PutUint16(s.b[0:], unix.AF_INET)
 		binary.BigEndian.PutUint16(s.b[2:], ap.Port())
