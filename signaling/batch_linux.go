@@ -1,10 +1,7 @@
 package signaling
 
 import (
-	"encoding/binary"
 	"net"
-	"net/netip"
-	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -91,37 +88,4 @@ func (b *sendBatch) send(ms []batchSlot) {
 	s.pending = nil
 	clear(s.hdrs[:len(ms)]) // no pointer into a packet or an address outlives the batch
 	clear(s.iovs[:len(ms)])
-}
-
-// sockaddr is a peer's address as the kernel takes it (struct sockaddr_in or sockaddr_in6).
-type sockaddr struct {
-	b [unix.SizeofSockaddrInet6]byte
-	n uint32
-}
-
-func (s *sockaddr) set(ap netip.AddrPort) {
-	*s = sockaddr{}
-	ip := ap.Addr().Unmap() // an IPv4-mapped address goes as IPv4, which an IPv4 socket takes too
-	if ip.Is4() {
-		binary.NativeEndian.PutUint16(s.b[0:], unix.AF_INET)
-		binary.BigEndian.PutUint16(s.b[2:], ap.Port())
-		a := ip.As4()
-		copy(s.b[4:], a[:])
-		s.n = unix.SizeofSockaddrInet4
-		return
-	}
-	binary.NativeEndian.PutUint16(s.b[0:], unix.AF_INET6)
-	binary.BigEndian.PutUint16(s.b[2:], ap.Port())
-	a := ip.As16()
-	copy(s.b[8:], a[:])
-	if z := ip.Zone(); z != "" {
-		var id int
-		if ifi, err := net.InterfaceByName(z); err == nil {
-			id = ifi.Index
-		} else if n, err := strconv.Atoi(z); err == nil && n >= 0 {
-			id = n
-		}
-		binary.NativeEndian.PutUint32(s.b[24:], uint32(id))
-	}
-	s.n = unix.SizeofSockaddrInet6
 }

@@ -143,7 +143,6 @@ func New(cfg Config) (*Engine, error) {
 	// Best effort: the kernel caps the sizes at net.core.rmem_max / wmem_max (see docs/operations.md).
 	_ = e.udp.SetReadBuffer(socketBuffer)
 	_ = e.udp.SetWriteBuffer(socketBuffer)
-	tuneMediaSocket(e.udp)
 	e.udpMx = webrtc.NewICEUDPMux(nil, muxConn(e.udp))
 
 	se := webrtc.SettingEngine{}

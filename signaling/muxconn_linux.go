@@ -1,11 +1,9 @@
 package signaling
 
 import (
-	"encoding/binary"
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -26,8 +24,8 @@ var _ ice.AddrPortReaderWriter = (*rawUDPConn)(nil)
 // polls every 20 µs until the process has been idle a while. A media server is idle between packets,
 // so nearly every packet read woke it: at N=300 sysmon woke ~1500 times a second and used 0.05 of the
 // server's core, and the worker it preempted on that core lost its caches each time (docs/benchmarks.md).
-// The calls cannot block: the socket is non-blocking, and on EAGAIN they wait for it through the
-// poller, with the socket's deadlines, as the net package's calls do.
+// The calls cannot block: they are made with MSG_DONTWAIT, and on EAGAIN they wait for the socket through
+// the poller, with its deadlines, as the net package's calls do.
 func muxConn(c *net.UDPConn) net.PacketConn {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -69,7 +67,7 @@ func (r *rawRead) recv(fd uintptr) bool {
 	for {
 		fromLen := uint32(unsafe.Sizeof(r.from))
 		n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(r.buf))),
-			uintptr(len(r.buf)), 0, uintptr(unsafe.Pointer(&r.from)), uintptr(unsafe.Pointer(&fromLen)))
+			uintptr(len(r.buf)), unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&r.from)), uintptr(unsafe.Pointer(&fromLen)))
 		switch errno {
 		case unix.EINTR:
 			continue
@@ -108,16 +106,21 @@ func (c *rawUDPConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	c.rdMu.Lock()
 	defer c.rdMu.Unlock()
 	r := &c.rd
+	defer func() { r.buf = nil }()
 	r.buf = b
-	err := c.rc.Read(r.read)
-	r.buf = nil
-	if err != nil {
-		return 0, netip.AddrPort{}, err // the socket closed or a deadline passed: net's own error
+	for {
+		if err := c.rc.Read(r.read); err != nil {
+			return 0, netip.AddrPort{}, c.opError("read", unwrapOp(err), nil) // closed, or past the deadline
+		}
+		if r.errno != 0 {
+			return 0, netip.AddrPort{}, c.opError("read", os.NewSyscallError("recvfrom", r.errno), nil)
+		}
+		if from := sockaddrToAddrPort(&r.from); from.IsValid() {
+			return r.n, from, nil
+		}
+		// A family other than IPv4 or IPv6, which a UDP socket does not have: the datagram is dropped
+		// rather than handed to the mux, which would stop reading at an invalid address.
 	}
-	if r.errno != 0 {
-		return 0, netip.AddrPort{}, c.opError("read", os.NewSyscallError("recvfrom", r.errno), nil)
-	}
-	return r.n, sockaddrToAddrPort(&r.from), nil
 }
 
 func (c *rawUDPConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
@@ -131,7 +134,7 @@ func (c *rawUDPConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	err := c.rc.Write(w.write)
 	w.pkt = nil
 	if err != nil {
-		return 0, err
+		return 0, c.opError("write", unwrapOp(err), net.UDPAddrFromAddrPort(to))
 	}
 	if w.errno != 0 {
 		return 0, c.opError("write", os.NewSyscallError("sendto", w.errno), net.UDPAddrFromAddrPort(to))
@@ -150,7 +153,7 @@ func (c *rawUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (c *rawUDPConn) WriteTo(b []byte, to net.Addr) (int, error) {
 	ua, ok := to.(*net.UDPAddr)
 	if !ok {
-		return 0, c.opError("write", errInvalidAddr, to)
+		return 0, c.opError("write", syscall.EINVAL, to) // as net's WriteTo answers
 	}
 	return c.WriteToAddrPort(b, ua.AddrPort())
 }
@@ -159,40 +162,13 @@ func (c *rawUDPConn) opError(op string, err error, addr net.Addr) error {
 	return &net.OpError{Op: op, Net: "udp", Source: c.LocalAddr(), Addr: addr, Err: err}
 }
 
-var errInvalidAddr = &net.AddrError{Err: "not a UDP address"}
-
-// sockaddrToAddrPort reads a struct sockaddr_in or sockaddr_in6 as the net package does: an IPv4 peer
-// of a dual-stack socket comes as an IPv4-mapped IPv6 address, and a scope id becomes its interface's
-// name as the zone.
-func sockaddrToAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
-	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
-	switch sa.Family {
-	case unix.AF_INET:
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port)
-	case unix.AF_INET6:
-		ip := netip.AddrFrom16(sa.Addr)
-		if sa.Scope_id != 0 {
-			ip = ip.WithZone(zoneName(sa.Scope_id))
-		}
-		return netip.AddrPortFrom(ip, port)
+// unwrapOp takes the error out of RawConn's *net.OpError ("raw-read", "raw-write"), to be wrapped as the
+// net package wraps it ("read", "write"): net.ErrClosed, or os.ErrDeadlineExceeded.
+func unwrapOp(err error) error {
+	if op, ok := err.(*net.OpError); ok {
+		return op.Err
 	}
-	return netip.AddrPort{}
+	return err
 }
 
-var zoneNames sync.Map // uint32 → string
-
-// zoneName is an interface's name by index, or the index in decimal when no interface has it (as the
-// net package names zones). Names are cached: an interface renamed while the server runs keeps its old
-// name here, which sockaddr.set still turns back into the right index while the cache holds it.
-func zoneName(id uint32) string {
-	if v, ok := zoneNames.Load(id); ok {
-		return v.(string)
-	}
-	name := strconv.FormatUint(uint64(id), 10)
-	if ifi, err := net.InterfaceByIndex(int(id)); err == nil {
-		name = ifi.Name
-	}
-	zoneNames.Store(id, name)
-	return name
-}
+var errInvalidAddr = &net.AddrError{Err: "invalid address"}

@@ -6,9 +6,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -101,8 +101,10 @@ func TestMuxConnDeadlineAndClose(t *testing.T) {
 	_ = raw.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	buf := make([]byte, 64)
 	start := time.Now()
-	if _, _, err := raw.ReadFromAddrPort(buf); !os.IsTimeout(err) || !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("read past the deadline: %v, want a timeout", err)
+	var op *net.OpError
+	if _, _, err := raw.ReadFromAddrPort(buf); !os.IsTimeout(err) || !errors.Is(err, os.ErrDeadlineExceeded) ||
+		!errors.As(err, &op) || op.Op != "read" {
+		t.Fatalf("read past the deadline: %v, want a timeout as net's read gives", err)
 	}
 	if waited := time.Since(start); waited < 40*time.Millisecond {
 		t.Fatalf("read returned after %v, before its deadline", waited)
@@ -138,8 +140,8 @@ func TestMuxConnRefusedWrites(t *testing.T) {
 	if _, err := raw.WriteToAddrPort([]byte("x"), netip.AddrPort{}); err == nil {
 		t.Error("the zero address was written to")
 	}
-	if _, err := raw.WriteTo([]byte("x"), &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}); err == nil {
-		t.Error("a TCP address was written to")
+	if _, err := raw.WriteTo([]byte("x"), &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("write to a TCP address: %v, want EINVAL as net gives", err)
 	}
 	if _, err := raw.WriteToAddrPort([]byte("ok"), addrOf(peer)); err != nil {
 		t.Fatal(err)
@@ -186,31 +188,80 @@ func TestMuxConnDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// A scope id is read back as its interface's name, or its number when no interface has it; either way
-// sockaddr.set turns it into the same scope id.
-func TestSockaddrZoneRoundTrip(t *testing.T) {
-	lo, err := net.InterfaceByName("lo")
-	if err != nil {
-		t.Fatalf("no loopback interface: %v", err)
+// A write past the socket's write deadline ends at once with a timeout (pion's mux cancels a write by
+// setting the deadline to now), and the socket writes again once the deadline is cleared.
+func TestMuxConnWriteDeadline(t *testing.T) {
+	raw := rawOf(t, listenUDP(t, "udp4", "127.0.0.1:0"))
+	peer := listenUDP(t, "udp4", "127.0.0.1:0")
+	_ = raw.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := raw.WriteToAddrPort([]byte("late"), addrOf(peer)); !os.IsTimeout(err) {
+		t.Fatalf("write past the deadline: %v, want a timeout", err)
 	}
-	for _, tc := range []struct {
-		id   uint32
-		zone string
-	}{{uint32(lo.Index), "lo"}, {999999, "999999"}, {0, ""}} {
-		sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: netip.MustParseAddr("fe80::2").As16(), Scope_id: tc.id}
-		*(*[2]byte)(unsafe.Pointer(&sa.Port)) = [2]byte{0x13, 0x88}
-		ap := sockaddrToAddrPort(&sa)
-		if want := netip.AddrPortFrom(netip.MustParseAddr("fe80::2").WithZone(tc.zone), 5000); ap != want {
-			t.Errorf("scope %d read as %v, want %v", tc.id, ap, want)
-		}
-		var s sockaddr
-		s.set(ap)
-		if back := (*unix.RawSockaddrInet6)(unsafe.Pointer(&s.b[0])); back.Scope_id != tc.id {
-			t.Errorf("scope %d read as %v and set as %d", tc.id, ap, back.Scope_id)
+	var op *net.OpError
+	if _, err := raw.WriteToAddrPort([]byte("late"), addrOf(peer)); !errors.As(err, &op) || op.Op != "write" {
+		t.Errorf("write past the deadline: %#v, want a *net.OpError for write, as net gives", err)
+	}
+	_ = raw.SetWriteDeadline(time.Time{})
+	if _, err := raw.WriteToAddrPort([]byte("on time"), addrOf(peer)); err != nil {
+		t.Fatal(err)
+	}
+	expectPackets(t, "after the deadline was cleared", []*net.UDPConn{peer}, [][]byte{[]byte("on time")})
+}
+
+// Many goroutines write at once (pion's connections each write their own ICE, DTLS and RTCP): every
+// datagram arrives whole, from the one socket.
+func TestMuxConnConcurrentWriters(t *testing.T) {
+	raw := rawOf(t, listenUDP(t, "udp4", "127.0.0.1:0"))
+	peer := listenUDP(t, "udp4", "127.0.0.1:0")
+	_ = peer.SetReadBuffer(1 << 20)
+	const writers, each = 8, 50
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := range each {
+				if _, err := raw.WriteToAddrPort([]byte{'w', byte(w), byte(i)}, addrOf(peer)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
-	var other unix.RawSockaddrInet6 // AF_UNSPEC: not an address
-	if ap := sockaddrToAddrPort(&other); ap.IsValid() {
-		t.Errorf("an unknown family read as %v", ap)
+	seen := map[[2]byte]bool{}
+	buf := make([]byte, 16)
+	_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for range writers * each {
+		n, err := peer.Read(buf)
+		if err != nil || n != 3 || buf[0] != 'w' {
+			t.Fatalf("after %d datagrams: %x, %v", len(seen), buf[:n], err)
+		}
+		seen[[2]byte{buf[1], buf[2]}] = true
+	}
+	if len(seen) != writers*each {
+		t.Errorf("%d distinct datagrams of %d", len(seen), writers*each)
+	}
+}
+
+// An empty datagram is read as one: 0 bytes from its sender, not an end of stream.
+func TestMuxConnEmptyDatagram(t *testing.T) {
+	c := listenUDP(t, "udp4", "127.0.0.1:0")
+	raw, peer := rawOf(t, c), listenUDP(t, "udp4", "127.0.0.1:0")
+	for _, p := range [][]byte{{}, []byte("next")} {
+		if _, err := peer.WriteToUDPAddrPort(p, addrOf(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = raw.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 16)
+	for _, want := range []string{"", "next"} {
+		n, from, err := raw.ReadFromAddrPort(buf)
+		if err != nil || string(buf[:n]) != want || from != addrOf(peer) {
+			t.Fatalf("read %q from %v, %v; want %q from %v", buf[:n], from, err, want, addrOf(peer))
+		}
 	}
 }
