@@ -72,16 +72,8 @@ type zoneTable struct {
 }
 
 func (z *zoneTable) index(name string) uint32 {
-	for again := false; ; again = true {
-		z.mu.RLock()
-		id, ok := z.byName[name]
-		z.mu.RUnlock()
-		if ok {
-			return id
-		}
-		if again || !z.refresh() {
-			break
-		}
+	if id, ok := lookup(z, func() map[string]uint32 { return z.byName }, name); ok {
+		return id
 	}
 	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
 		return uint32(n)
@@ -90,18 +82,23 @@ func (z *zoneTable) index(name string) uint32 {
 }
 
 func (z *zoneTable) name(id uint32) string {
-	for again := false; ; again = true {
-		z.mu.RLock()
-		name, ok := z.byIndex[id]
-		z.mu.RUnlock()
-		if ok {
-			return name
-		}
-		if again || !z.refresh() {
-			break
-		}
+	if name, ok := lookup(z, func() map[uint32]string { return z.byIndex }, id); ok {
+		return name
 	}
 	return strconv.FormatUint(uint64(id), 10)
+}
+
+// lookup finds key in the map that table gives (z.byName or z.byIndex), and if it is not there, once
+// more after reading the table of interfaces again (when it is over a minute old).
+func lookup[K comparable, V any](z *zoneTable, table func() map[K]V, key K) (V, bool) {
+	for again := false; ; again = true {
+		z.mu.RLock()
+		v, ok := table()[key]
+		z.mu.RUnlock()
+		if ok || again || !z.refresh() {
+			return v, ok
+		}
+	}
 }
 
 // refresh reads the table of interfaces if it was last read over a minute ago, and reports whether it did.
