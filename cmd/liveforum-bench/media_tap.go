@@ -49,10 +49,10 @@ type tap struct {
 	ctx        *srtp.Context
 	hdr        rtp.Header
 	buf        []byte
-	highest    map[uint32]uint16 // per SSRC: the highest sequence number seen
-	undecrypt  int64             // RTP that could not be decrypted
-	noKeys     bool              // the keys could not be made from what was captured: not tried again
-	lastRR     int64             // when the last receiver report was sent, unix nanoseconds
+	streams    map[uint32]*rrStream // per SSRC: the sequence numbers seen, for NACKs and receiver reports
+	undecrypt  int64                // RTP that could not be decrypted
+	noKeys     bool                 // the keys could not be made from what was captured: not tried again
+	lastRR     int64                // when the last receiver report was sent, unix nanoseconds
 	nackSender uint32
 	writeRTCP  func([]rtcp.Packet) error // the peer connection's (tests replace it)
 }
@@ -76,7 +76,7 @@ const (
 
 func newTap(conn net.PacketConn, s *mediaSub, win *window, run [4]byte) *tap {
 	t := &tap{PacketConn: conn, sub: s, win: win, run: run, buf: make([]byte, 1600),
-		highest: map[uint32]uint16{}, nackSender: 0x6c660000 | uint32(s.idx&0xffff)}
+		streams: map[uint32]*rrStream{}, nackSender: 0x6c660000 | uint32(s.idx&0xffff)}
 	t.writeRTCP = func(p []rtcp.Packet) error {
 		if s.pc == nil {
 			return nil
@@ -170,17 +170,38 @@ func (t *tap) rtp(b []byte) {
 // browsers do (the server reads the loss in them): its RTCP costs the server what a viewer's would.
 const rrEvery = time.Second
 
-// sendReport sends a receiver report of every stream seen (the reader's: it owns highest). Loss and
-// jitter are not measured here: they are reported as none, so the server's bandwidth controller never
-// steps a lean viewer down for loss (the pion client's reports do carry it).
+// sendReport sends a receiver report of every stream seen (the reader's: it owns streams), with its loss
+// as RFC 3550 A.3 counts it, as a browser's would: the server's bandwidth controller reads it. Jitter is
+// not measured here; it is reported as 0.
 func (t *tap) sendReport() {
 	rr := &rtcp.ReceiverReport{SSRC: t.nackSender}
-	for ssrc, seq := range t.highest {
-		rr.Reports = append(rr.Reports, rtcp.ReceptionReport{SSRC: ssrc, LastSequenceNumber: uint32(seq)})
+	for ssrc, st := range t.streams {
+		rr.Reports = append(rr.Reports, st.report(ssrc))
 	}
 	if len(rr.Reports) > 0 {
 		_ = t.writeRTCP([]rtcp.Packet{rr})
 	}
+}
+
+// rrStream is what the reader knows of a stream for NACKs and receiver reports (RFC 3550 A.1, A.3).
+type rrStream struct {
+	base, ext           uint32 // the first and the highest sequence number, extended over wraps
+	received            uint32 // packets received, retransmissions and duplicates included (as A.3 counts)
+	expPrior, recvPrior uint32 // expected and received at the last report
+}
+
+// report is the stream's reception report, and starts the next interval.
+func (st *rrStream) report(ssrc uint32) rtcp.ReceptionReport {
+	expected := st.ext - st.base + 1
+	lost := max(int64(expected)-int64(st.received), 0) // duplicates can make it negative: reported as 0
+	expInterval, recvInterval := expected-st.expPrior, st.received-st.recvPrior
+	st.expPrior, st.recvPrior = expected, st.received
+	var fraction uint8
+	if lostInterval := int64(expInterval) - int64(recvInterval); expInterval > 0 && lostInterval > 0 {
+		fraction = uint8(lostInterval << 8 / int64(expInterval))
+	}
+	return rtcp.ReceptionReport{SSRC: ssrc, FractionLost: fraction, TotalLost: uint32(min(lost, 0x7fffff)),
+		LastSequenceNumber: st.ext}
 }
 
 // keys makes the decrypting context once the handshake's parts are in (before the first SRTP packet:
@@ -207,13 +228,15 @@ func (t *tap) keys() bool {
 
 // noteSeq records a sequence number of a stream; a gap is NACKed at once when nack is set.
 func (t *tap) noteSeq(ssrc uint32, seq uint16, nack bool) {
-	high, seen := t.highest[ssrc]
-	if !seen {
-		if len(t.highest) < maxStreams {
-			t.highest[ssrc] = seq
+	st := t.streams[ssrc]
+	if st == nil {
+		if len(t.streams) < maxStreams {
+			t.streams[ssrc] = &rrStream{base: uint32(seq), ext: uint32(seq), received: 1}
 		}
 		return
 	}
+	st.received++
+	high := uint16(st.ext)
 	d := int16(seq - high)
 	if d <= 0 {
 		if nack {
@@ -221,7 +244,7 @@ func (t *tap) noteSeq(ssrc uint32, seq uint16, nack bool) {
 		}
 		return
 	}
-	t.highest[ssrc] = seq
+	st.ext += uint32(d)
 	if d == 1 || !nack {
 		return
 	}

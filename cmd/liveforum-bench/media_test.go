@@ -280,19 +280,68 @@ func TestTapNacks(t *testing.T) {
 	if len(sent) != nackTries {
 		t.Fatalf("%d NACKs for 1, want %d: %v", len(sent), nackTries, sent)
 	}
-	if tp.highest[9] != 2 {
-		t.Errorf("highest %d after a retransmission, want 2", tp.highest[9])
+	if high := uint16(tp.streams[9].ext); high != 2 {
+		t.Errorf("highest %d after a retransmission, want 2", high)
 	}
 	before := len(sent)
 	tp.noteSeq(50, 1, false) // a stream without NACK feedback (audio): a gap is noted, not NACKed
 	tp.noteSeq(50, 5, false)
-	if len(sent) != before || tp.highest[50] != 5 {
-		t.Errorf("a gap in a stream without NACKs: %d NACKs sent, highest %d", len(sent)-before, tp.highest[50])
+	if high := uint16(tp.streams[50].ext); len(sent) != before || high != 5 {
+		t.Errorf("a gap in a stream without NACKs: %d NACKs sent, highest %d", len(sent)-before, high)
 	}
 	for ssrc := range uint32(3 * maxStreams) { // a sender of many streams is followed on a few
 		tp.noteSeq(100+ssrc, 1, true)
 	}
-	if len(tp.highest) != maxStreams {
-		t.Errorf("%d streams followed, want at most %d", len(tp.highest), maxStreams)
+	if len(tp.streams) != maxStreams {
+		t.Errorf("%d streams followed, want at most %d", len(tp.streams), maxStreams)
+	}
+}
+
+// The lean client's receiver reports count loss as RFC 3550 A.3 does: the highest sequence number extended
+// over a wrap, the packets lost since the first, and the fraction lost since the last report; a
+// retransmission counts as received, and more packets than expected (duplicates) are no loss.
+func TestTapReceiverReports(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := newTap(conn, &mediaSub{}, newWindow(), [4]byte{})
+	defer tp.close()
+	var got []rtcp.ReceptionReport
+	tp.writeRTCP = func(ps []rtcp.Packet) error {
+		got = append(got, ps[0].(*rtcp.ReceiverReport).Reports...)
+		return nil
+	}
+	report := func() rtcp.ReceptionReport {
+		t.Helper()
+		got = nil
+		tp.sendReport()
+		if len(got) != 1 || got[0].SSRC != 7 {
+			t.Fatalf("reports %+v, want one of SSRC 7", got)
+		}
+		return got[0]
+	}
+	// 65530..65535, then 0..9 without 2, 3, 4 and 5: 16 expected, 12 received.
+	for seq := uint16(65530); seq != 10; seq++ {
+		if seq < 2 || seq > 5 {
+			tp.noteSeq(7, seq, false)
+		}
+	}
+	if r := report(); r.LastSequenceNumber != 1<<16|9 || r.TotalLost != 4 || r.FractionLost != 4*256/16 {
+		t.Errorf("first report: highest %#x, lost %d, fraction %d/256; want 0x10009, 4, 64", r.LastSequenceNumber, r.TotalLost, r.FractionLost)
+	}
+	tp.noteSeq(7, 2, false) // a retransmission, late
+	for seq := uint16(10); seq < 14; seq++ {
+		tp.noteSeq(7, seq, false)
+	}
+	if r := report(); r.TotalLost != 3 || r.FractionLost != 0 || r.LastSequenceNumber != 1<<16|13 {
+		t.Errorf("after a retransmission and 4 in order: %+v, want 3 lost in all, none in the interval", r)
+	}
+	for range 3 { // the same packet three more times: more received than expected
+		tp.noteSeq(7, 13, false)
+	}
+	tp.noteSeq(7, 15, false) // 14 lost
+	if r := report(); r.FractionLost != 0 || r.TotalLost != 1 {
+		t.Errorf("duplicates and one lost: %+v, want fraction 0 (more came than were expected), 1 lost in all", r)
 	}
 }
