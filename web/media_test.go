@@ -162,7 +162,7 @@ func (p *page) waitNoTile(identity string) {
 
 // A moderator mutes a speaker's audio: the server drops it, so a viewer receives no more audio bytes while
 // the video goes on; the speaker is told the forum does not receive their microphone; unmuting brings the
-// audio back.
+// audio back. Then the camera, the same way.
 func TestModeratorMutesSpeaker(t *testing.T) {
 	f := newForum(t)
 	viewer := f.joinedPage(t, "viewer", "/r/mute", "Vera Viewer", "en")
@@ -202,6 +202,20 @@ func TestModeratorMutesSpeaker(t *testing.T) {
 	viewer.waitGrowing(sid, "audio", "bytesReceived")
 	viewer.waitTile(sid, "audio", "on")
 	speaker.waitFor("waiting for the speaker's live line to clear", jsq("publish-controls")+`.dataset.muted === 'false'`, mediaStateJS, mediaTimeout)
+
+	// The camera too: the viewer's video stops, and the speaker's live line says the forum does not
+	// receive their camera (it said "everyone can see and hear you" before).
+	muteVideo := tileSel(sid) + " " + tid("tile-mute-video")
+	mod.clickSel(muteVideo)
+	mod.waitFor("waiting for the camera's mute button to be pressed", fmt.Sprintf(`document.querySelector(%s).getAttribute('aria-pressed') === 'true'`, jsString(muteVideo)), mediaStateJS, waitTimeout)
+	viewer.waitTile(sid, "video", "off")
+	speaker.waitFor("waiting for the speaker to learn the forum does not receive their camera", jsq("publish-controls")+`.dataset.mutedVideo === 'true'`, mediaStateJS, mediaTimeout)
+	if got, want := speaker.text("publish-live"), "The forum is not receiving your camera"; !strings.Contains(got, want) {
+		t.Errorf("the speaker's live line with the camera stopped: %q, want it to say %q", got, want)
+	}
+	mod.clickSel(muteVideo)
+	viewer.waitTile(sid, "video", "on")
+	speaker.waitFor("waiting for the speaker's live line to clear of the camera", jsq("publish-controls")+`.dataset.mutedVideo === 'false'`, mediaStateJS, mediaTimeout)
 }
 
 // Only roles that may publish get the controls: none for participants and guests, the microphone alone for

@@ -68,7 +68,11 @@ export function createPublish(root, store, media) {
     const audioOnly = !allowed().includes('camera');
     if (p === 'live') {
       const see = !!(media.local.camera || media.local.screen);
-      if (media.local.mic && muted.audio) return ['publish.state.live', 'publish.hint.muted'];
+      const micStopped = media.local.mic && muted.audio;
+      const cameraStopped = media.local.camera && muted.video;
+      if (micStopped && cameraStopped) return ['publish.state.live', 'publish.hint.mutedBoth'];
+      if (micStopped) return ['publish.state.live', 'publish.hint.muted'];
+      if (cameraStopped) return ['publish.state.live', 'publish.hint.cameraStopped'];
       if (see && media.local.mic) return ['publish.state.live', 'publish.hint.seeHear'];
       if (see) return ['publish.state.live', 'publish.hint.see'];
       return ['publish.state.live', 'publish.hint.hear'];
@@ -89,7 +93,9 @@ export function createPublish(root, store, media) {
     root.hidden = sources.length === 0;
     if (root.hidden) return;
     root.dataset.state = media.publishing;
-    root.dataset.muted = String(media.selfMuted().audio);
+    const muted = media.selfMuted();
+    root.dataset.muted = String(muted.audio);
+    root.dataset.mutedVideo = String(muted.video);
     for (const s of SOURCES) {
       const b = buttons[s];
       b.hidden = !sources.includes(s);
@@ -128,9 +134,10 @@ export function createPublish(root, store, media) {
   media.addEventListener('change', (e) => {
     const w = e.detail.what;
     if (w === 'levels') {
-      // Only the "a moderator may have muted you" line depends on the flow of one's own media.
-      const muted = String(media.selfMuted().audio);
-      if (root.dataset.muted !== muted) render();
+      // Only the "a moderator may have stopped your microphone / camera" lines depend on the flow of
+      // one's own media.
+      const muted = media.selfMuted();
+      if (root.dataset.muted !== String(muted.audio) || root.dataset.mutedVideo !== String(muted.video)) render();
       return;
     }
     render();
