@@ -539,6 +539,40 @@ func TestRidRank(t *testing.T) {
 	}
 }
 
+// Layers are ordered by rid, and the measured bitrates override the rids only when they clearly disagree:
+// a second in which the lowest layer sends nearly as much as (or a little more than) the middle one does
+// not swap them, and a publisher whose rids run the other way round is put right.
+func TestOrderLayers(t *testing.T) {
+	type layer struct {
+		rid  string
+		rate float64
+	}
+	order := func(ls ...layer) string {
+		orderLayers(ls, func(l layer) string { return l.rid }, func(l layer) float64 { return l.rate })
+		var rids []string
+		for _, l := range ls {
+			rids = append(rids, l.rid)
+		}
+		return strings.Join(rids, " ")
+	}
+	for _, tc := range []struct {
+		name   string
+		layers []layer
+		want   string
+	}{
+		{"not measured yet", []layer{{"2", 0}, {"0", 0}, {"1", 0}}, "0 1 2"},
+		{"as the rids say", []layer{{"1", 360e3}, {"2", 773e3}, {"0", 148e3}}, "0 1 2"},
+		{"the lowest layer's keyframe second", []layer{{"0", 345e3}, {"1", 330e3}, {"2", 770e3}}, "0 1 2"},
+		{"rids the other way round", []layer{{"0", 780e3}, {"1", 350e3}, {"2", 150e3}}, "2 1 0"},
+		{"a named scheme", []layer{{"f", 0}, {"q", 150e3}, {"h", 160e3}}, "q h f"},
+		{"a paused layer keeps its place", []layer{{"0", 150e3}, {"1", 0}, {"2", 100e3}}, "0 1 2"},
+	} {
+		if got := order(tc.layers...); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
 // A browser's estimate starts low and climbs toward what it receives: while it climbs it is no reason to
 // step down, even below what is sent.
 func TestClimbingEstimateKeepsTheLayer(t *testing.T) {

@@ -40,7 +40,7 @@ type source struct {
 	kind webrtc.RTPCodecType
 
 	mu       sync.Mutex
-	layers   []*upTrack // ordered lowest bitrate first, as last measured
+	layers   []*upTrack // lowest first (orderLayers)
 	measured time.Time
 	ended    chan struct{}
 }
@@ -85,24 +85,42 @@ func (s *source) end() {
 	}
 }
 
-// measureEvery is how often layers' bitrates are measured (their order decides which is "high").
+// measureEvery is how often layers' bitrates are measured (they can correct the order of the rids).
 const measureEvery = time.Second
 
-// sortLocked orders the layers by measured bitrate, lowest first; before a measurement, by rid, in the
-// order the common naming schemes mean ("q" < "h" < "f", "l" < "m" < "h", "low" < "mid" < "high", "0" < "1"
-// < "2"): only a first guess until the bitrates are known.
+// sortLocked orders the layers lowest first (orderLayers).
 func (s *source) sortLocked() {
-	rids := make([]string, len(s.layers))
-	for i, u := range s.layers {
-		rids[i] = u.remote.RID()
+	orderLayers(s.layers, func(u *upTrack) string { return u.remote.RID() }, func(u *upTrack) float64 { return u.rate })
+}
+
+// rateMargin is how many times what a layer's rid places above it a layer must send for the two to be
+// taken the other way round.
+const rateMargin = 1.5
+
+// orderLayers orders a source's layers lowest first: by rid, in the order the common naming schemes mean
+// ("q" < "h" < "f", "l" < "m" < "h", "low" < "mid" < "high"; else lexical, "0" < "1" < "2"), except where
+// the measured bitrates clearly say otherwise: two neighbours are swapped when the lower one sends over
+// rateMargin times what the higher one sends (a publisher whose rids run the other way).
+//
+// Bitrates over a second are noisy: a keyframe on the lowest layer, or an encoder moving bits between
+// layers, brings the lowest layer near the middle one (a browser's 320×180 layer at 256–268 kbit/s
+// against 317–343 for its 640×360 one), and an order by rate alone swapped them for a second now and
+// then: every viewer of the middle layer switched to the lowest and back, a keyframe each way.
+func orderLayers[T any](ls []T, rid func(T) string, rate func(T) float64) {
+	rids := make([]string, len(ls))
+	for i, l := range ls {
+		rids[i] = rid(l)
 	}
-	sort.SliceStable(s.layers, func(i, j int) bool {
-		a, b := s.layers[i], s.layers[j]
-		if a.rate > 0 && b.rate > 0 {
-			return a.rate < b.rate
+	sort.SliceStable(ls, func(i, j int) bool { return ridRank(rid(ls[i]), rids) < ridRank(rid(ls[j]), rids) })
+	for swapped := true; swapped; { // ends: each swap undoes one pair that is clearly the wrong way round
+		swapped = false
+		for i := 0; i+1 < len(ls); i++ {
+			if a, b := rate(ls[i]), rate(ls[i+1]); a > 0 && b > 0 && a > rateMargin*b {
+				ls[i], ls[i+1] = ls[i+1], ls[i]
+				swapped = true
+			}
 		}
-		return ridRank(a.remote.RID(), rids) < ridRank(b.remote.RID(), rids)
-	})
+	}
 }
 
 // ridRank places a rid among its track's rids: its rank in the naming scheme they follow, else its
