@@ -147,6 +147,7 @@ func TestRelayMediaNodeDies(t *testing.T) {
 	waitUntil(t, "B forgets the WHEP session that ended on A", func() bool { return b.srv.whip.count() == 0 })
 
 	// A dies.
+	viewer.nodeMayDie.Store(true) // A may have offered to the viewer as the subscription below reached it
 	_ = ba.Close()
 	took, err := timedRequest(t, viewer.c, protocol.TypeMediaSubscribe, room, nil)
 	wantCode(t, err, protocol.CodeUnavailable, "a subscription relayed to A as it dies")

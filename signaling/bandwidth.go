@@ -144,10 +144,14 @@ func (s *Subscriber) selectOnce(c *controller, now time.Time) {
 		}
 	case worst < lossLow:
 		c.calm++
-		if c.calm >= c.backoff && raiseLowest(video) != nil {
-			c.calm, c.lastUp = 0, c.tick
-			if c.tick-c.lastCongest > 30 {
-				c.backoff = calmFloor
+		if c.calm >= c.backoff {
+			if d := raiseLowest(video); d != nil {
+				s.room.e.log.Debug("bandwidth: layer up", "room", s.room.name, "member", s.identity, "track", d.local.ID(),
+					"estimate", int(est), "sending", int(sending), "calm", c.calm)
+				c.calm, c.lastUp = 0, c.tick
+				if c.tick-c.lastCongest > 30 {
+					c.backoff = calmFloor
+				}
 			}
 		}
 	default:
