@@ -22,9 +22,10 @@ type upTrack struct {
 	recv   *webrtc.RTPReceiver
 	muted  atomic.Bool
 
-	downs atomic.Pointer[[]*downTrack] // copy on write: the read loop never locks
-	mu    sync.Mutex                   // serialises changes to downs
-	ended chan struct{}
+	downs   atomic.Pointer[[]*downTrack] // copy on write: the read loop never locks
+	mu      sync.Mutex                   // serialises changes to downs
+	ended   chan struct{}
+	endOnce sync.Once // end is called by the read loop and by the source's end, maybe at once
 
 	// cache holds the packets read most recently, by sequence number modulo cacheSize: every subscriber's
 	// retransmissions come from this one copy.
@@ -257,14 +258,8 @@ func (u *upTrack) detach(d *downTrack) {
 	u.downs.Store(&next)
 }
 
-// end marks the track ended (its publisher closed).
-func (u *upTrack) end() {
-	select {
-	case <-u.ended:
-	default:
-		close(u.ended)
-	}
-}
+// end marks the track ended (its publisher closed, or its reads failed).
+func (u *upTrack) end() { u.endOnce.Do(func() { close(u.ended) }) }
 
 // keyframeEvery bounds how often a keyframe is asked of a publisher, whatever the number of subscribers
 // asking.
