@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -115,7 +116,16 @@ func TestMuxConnDeadlineAndClose(t *testing.T) {
 		_, _, err := raw.ReadFromAddrPort(buf)
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	eventually(t, "the read waits on the socket", func() bool {
+		stacks := make([]byte, 1<<20)
+		stacks = stacks[:runtime.Stack(stacks, true)]
+		for _, g := range bytes.Split(stacks, []byte("\n\n")) {
+			if bytes.Contains(g, []byte("[IO wait")) && bytes.Contains(g, []byte("rawUDPConn).ReadFromAddrPort")) {
+				return true
+			}
+		}
+		return false
+	})
 	_ = raw.Close()
 	select {
 	case err := <-done:

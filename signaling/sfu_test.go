@@ -543,16 +543,20 @@ func TestRidRank(t *testing.T) {
 // Layers are ordered by rid, and the measured bitrates override the rids only when they clearly disagree:
 // a second in which the lowest layer sends nearly as much as (or a little more than) the middle one does
 // not swap them, and a publisher whose rids run the other way round is put right.
-func TestOrderLayers(t *testing.T) {
+func TestLayerOrder(t *testing.T) {
 	type layer struct {
 		rid  string
 		rate float64
 	}
 	order := func(ls ...layer) string {
-		orderLayers(ls, func(l layer) string { return l.rid }, func(l layer) float64 { return l.rate })
-		var rids []string
+		s := &source{}
 		for _, l := range ls {
-			rids = append(rids, l.rid)
+			s.layers = append(s.layers, &upTrack{rid: l.rid, rate: l.rate})
+		}
+		s.sortLocked()
+		var rids []string
+		for _, u := range s.layers {
+			rids = append(rids, u.rid)
 		}
 		return strings.Join(rids, " ")
 	}

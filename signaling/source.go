@@ -40,7 +40,7 @@ type source struct {
 	kind webrtc.RTPCodecType
 
 	mu       sync.Mutex
-	layers   []*upTrack // lowest first (orderLayers)
+	layers   []*upTrack // lowest first (sortLocked)
 	measured time.Time
 	ended    chan struct{}
 }
@@ -88,16 +88,11 @@ func (s *source) end() {
 // measureEvery is how often layers' bitrates are measured (they can correct the order of the rids).
 const measureEvery = time.Second
 
-// sortLocked orders the layers lowest first (orderLayers).
-func (s *source) sortLocked() {
-	orderLayers(s.layers, func(u *upTrack) string { return u.remote.RID() }, func(u *upTrack) float64 { return u.rate })
-}
-
 // rateMargin is how many times what a layer's rid places above it a layer must send for the two to be
 // taken the other way round.
 const rateMargin = 1.5
 
-// orderLayers orders a source's layers lowest first: by rid, in the order the common naming schemes mean
+// sortLocked orders the layers lowest first: by rid, in the order the common naming schemes mean
 // ("q" < "h" < "f", "l" < "m" < "h", "low" < "mid" < "high"; else lexical, "0" < "1" < "2"), except where
 // the measured bitrates clearly say otherwise: two neighbours are swapped when the lower one sends over
 // rateMargin times what the higher one sends (a publisher whose rids run the other way).
@@ -106,16 +101,17 @@ const rateMargin = 1.5
 // layers, brings the lowest layer near the middle one (a browser's 320×180 layer at 256–268 kbit/s
 // against 317–343 for its 640×360 one), and an order by rate alone swapped them for a second now and
 // then: every viewer of the middle layer switched to the lowest and back, a keyframe each way.
-func orderLayers[T any](ls []T, rid func(T) string, rate func(T) float64) {
+func (s *source) sortLocked() {
+	ls := s.layers
 	rids := make([]string, len(ls))
-	for i, l := range ls {
-		rids[i] = rid(l)
+	for i, u := range ls {
+		rids[i] = u.rid
 	}
-	sort.SliceStable(ls, func(i, j int) bool { return ridRank(rid(ls[i]), rids) < ridRank(rid(ls[j]), rids) })
+	sort.SliceStable(ls, func(i, j int) bool { return ridRank(ls[i].rid, rids) < ridRank(ls[j].rid, rids) })
 	for swapped := true; swapped; { // ends: each swap undoes one pair that is clearly the wrong way round
 		swapped = false
 		for i := 0; i+1 < len(ls); i++ {
-			if a, b := rate(ls[i]), rate(ls[i+1]); a > 0 && b > 0 && a > rateMargin*b {
+			if a, b := ls[i].rate, ls[i+1].rate; a > 0 && b > 0 && a > rateMargin*b {
 				ls[i], ls[i+1] = ls[i+1], ls[i]
 				swapped = true
 			}

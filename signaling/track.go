@@ -19,6 +19,7 @@ type upTrack struct {
 	pub    *Publisher
 	src    *source
 	remote *webrtc.TrackRemote
+	rid    string // the simulcast layer's rid ("" without simulcast)
 	recv   *webrtc.RTPReceiver
 	muted  atomic.Bool
 
@@ -79,7 +80,8 @@ func (u *upTrack) isEnded() bool {
 }
 
 func newUpTrack(p *Publisher, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *upTrack {
-	u := &upTrack{pub: p, remote: remote, recv: recv, ended: make(chan struct{}), batch: newSendBatch(p.room.e.udp)}
+	u := &upTrack{pub: p, remote: remote, rid: remote.RID(), recv: recv, ended: make(chan struct{}),
+		batch: newSendBatch(p.room.e.udp)}
 	u.downs.Store(&[]*downTrack{})
 	return u
 }
@@ -222,7 +224,7 @@ func (u *upTrack) stopWorkers() {
 
 // drainRTCP reads the publisher's RTCP (sender reports), which the interceptors need read.
 func (u *upTrack) drainRTCP() {
-	rid := u.remote.RID()
+	rid := u.rid
 	for {
 		var err error
 		if rid != "" {
