@@ -17,7 +17,7 @@ type sendBatch struct {
 // batchSlot is one message: its packet buffer and where it goes.
 type batchSlot struct {
 	buf []byte
-	pkt []byte // buf as filled, or nil: none queued
+	pkt []byte // buf as filled (the first n slots are queued)
 	to  *peerAddr
 }
 
@@ -60,7 +60,7 @@ func (b *sendBatch) flush() {
 	}
 	b.send(b.slots[:b.n])
 	for i := range b.n {
-		b.slots[i].pkt, b.slots[i].to = nil, nil // keep no address of a subscriber that leaves
+		b.slots[i].to = nil // keep no address of a subscriber that leaves
 	}
 	b.n = 0
 }

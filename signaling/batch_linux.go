@@ -86,6 +86,6 @@ func (b *sendBatch) send(ms []batchSlot) {
 	// An error is the socket closed: what is left goes nowhere, as any write to a closed socket.
 	_ = s.rc.Write(s.write)
 	s.pending = nil
-	clear(s.hdrs[:len(ms)]) // no pointer into a packet or an address outlives the batch
-	clear(s.iovs[:len(ms)])
+	// No pointer to a subscriber's address outlives the batch (the iovecs point into its own buffers).
+	clear(s.hdrs[:len(ms)])
 }

@@ -197,7 +197,7 @@ func (d *downTrack) prefetchSelf() {
 // prefetchLinked asks for the per-packet fields of the downTrack's subscriber and local track, and for
 // the history entry pkt will take.
 func (d *downTrack) prefetchLinked(pkt *rtp.Packet) {
-	prefetch(unsafe.Pointer(&d.hist[(pkt.SequenceNumber+uint16(d.histOff.Load()))%histSize]))
+	prefetch(unsafe.Pointer(&d.hist[(pkt.SequenceNumber+uint16(d.seqOff.Load()))%histSize]))
 	prefetch(unsafe.Pointer(d.sub))
 	p := unsafe.Pointer(d.local) // its first 128 bytes, on up to three lines (its size class is not 64-aligned)
 	prefetch(p)
@@ -326,13 +326,12 @@ type downTrack struct {
 	closed   atomic.Bool
 	isolated atomic.Bool               // writes go through q and the writer goroutine
 	timed    atomic.Bool               // writes are timed (its chunk was slow, see pushAll)
-	histOff  atomic.Uint32             // seqOff, for pushAll's prefetch of the history entry (read unlocked)
+	seqOff   atomic.Uint32             // sequence number offset (16 bits): written under mu, read unlocked by pushAll's prefetch
 	hook     atomic.Pointer[writeFunc] // nil: local.send; tests slow the writes down
 
 	// Guarded by mu (packets from two layers during a switch, retransmissions from the RTCP reader):
 	// sequence numbers and timestamps continue across source switches.
 	mu        sync.Mutex
-	seqOff    uint16
 	lastSeq   uint16
 	tsOff     uint32
 	lastTS    uint32
@@ -521,8 +520,7 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack, batch *sendBatch) {
 		// keyframe would leave a hole the subscriber takes for loss).
 		d.rebase = false
 		if d.sent {
-			d.seqOff = d.lastSeq + 1 - p.SequenceNumber
-			d.histOff.Store(uint32(d.seqOff))
+			d.seqOff.Store(uint32(d.lastSeq + 1 - p.SequenceNumber))
 			step := uint32(960) // 20 ms of 48 kHz audio
 			if from.kind() == webrtc.RTPCodecTypeVideo {
 				step = 3000 // a frame of 90 kHz video at 30/s
@@ -530,7 +528,7 @@ func (d *downTrack) forward(p *rtp.Packet, from *upTrack, batch *sendBatch) {
 			d.tsOff = d.lastTS + step - p.Timestamp
 		}
 	}
-	seq, ts := p.SequenceNumber+d.seqOff, p.Timestamp+d.tsOff
+	seq, ts := p.SequenceNumber+uint16(d.seqOff.Load()), p.Timestamp+d.tsOff
 	if d.sent {
 		// A number is sent once: a packet that comes again (a publisher's retransmission and its late
 		// original both arrive) or a late packet of the previous source, whose number the new offsets give
