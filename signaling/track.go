@@ -19,14 +19,12 @@ type upTrack struct {
 	pub    *Publisher
 	src    *source
 	remote *webrtc.TrackRemote
-	rid    string // the simulcast layer's rid ("" without simulcast)
 	recv   *webrtc.RTPReceiver
 	muted  atomic.Bool
 
-	downs   atomic.Pointer[[]*downTrack] // copy on write: the read loop never locks
-	mu      sync.Mutex                   // serialises changes to downs
-	ended   chan struct{}
-	endOnce sync.Once // end is called by the read loop and by the source's end, maybe at once
+	downs atomic.Pointer[[]*downTrack] // copy on write: the read loop never locks
+	mu    sync.Mutex                   // serialises changes to downs
+	ended chan struct{}
 
 	// cache holds the packets read most recently, by sequence number modulo cacheSize: every subscriber's
 	// retransmissions come from this one copy.
@@ -53,6 +51,9 @@ type upTrack struct {
 	lastBytes uint64
 	at        time.Time
 	rate      float64 // bits per second
+
+	rid     string    // the simulcast layer's rid ("" without simulcast)
+	endOnce sync.Once // end is called by the read loop and by the source's end, maybe at once
 }
 
 // cacheSize is how many of a track's recent packets are kept for retransmission: about 3 s of 1.5 Mbit/s
